@@ -1,0 +1,74 @@
+# vcconform: `make conformance` runs the suite, `make test` runs the project's own tests.
+# Everything is created on first use: the venv, the fake vCenter binary, the image (when Docker answers).
+
+PYTHON      ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+FAKEVC_DIR  := containers/fakevc
+FAKEVC      := .cache/bin/fakevc
+# The govmomi pin lives in one place: containers/fakevc/go.mod.
+GOVMOMI     := $(shell sed -n 's/^[[:space:]]*\(require \)\{0,1\}github.com\/vmware\/govmomi \(v[^[:space:]]*\).*/\2/p' $(FAKEVC_DIR)/go.mod)
+IMAGE       := vcconform/fakevc:$(GOVMOMI)
+DRIVER      ?= driver_under_test.reference:ReferenceDriver
+BACKEND     ?= process
+TOPOLOGY    ?= fixtures/topologies/standard.yaml
+REPORT_DIR  ?= build/conformance
+PYTEST_ARGS ?=
+
+export VCCONFORM_FAKEVC_BINARY := $(CURDIR)/$(FAKEVC)
+export VCCONFORM_FAKEVC_IMAGE  := $(IMAGE)
+
+.PHONY: all conformance certify test selftest lint go-test simulator image bench clean help
+
+all: conformance
+
+help:
+	@echo "make conformance [DRIVER=pkg.mod:Class] [BACKEND=process|container] [TOPOLOGY=file]"
+	@echo "make test       the project's own tests (container backend too when Docker answers)"
+	@echo "make simulator  build the fake vCenter ($(FAKEVC), govmomi $(GOVMOMI))"
+	@echo "make image      build the FROM-scratch image $(IMAGE)"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+$(FAKEVC): $(wildcard $(FAKEVC_DIR)/*.go) $(FAKEVC_DIR)/go.mod $(FAKEVC_DIR)/go.sum
+	mkdir -p $(dir $@)
+	cd $(FAKEVC_DIR) && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(CURDIR)/$@ .
+
+simulator: $(FAKEVC)
+
+# The build context holds only the binary and rootfs.tar (an empty /tmp, mode 1777).
+image: $(FAKEVC)
+	rm -rf .cache/image && mkdir -p .cache/image/tmp && chmod 1777 .cache/image/tmp
+	cp $(FAKEVC) .cache/image/fakevc
+	tar -C .cache/image --numeric-owner --owner=0 --group=0 -cf .cache/image/rootfs.tar tmp
+	DOCKER_BUILDKIT=0 docker build --quiet -f containers/Dockerfile -t $(IMAGE) .cache/image
+
+conformance: $(VENV)/.installed $(FAKEVC)
+	@if [ "$(BACKEND)" = container ]; then $(MAKE) --no-print-directory image; fi
+	$(VENV)/bin/vcconform run --driver '$(DRIVER)' --vcsim-backend $(BACKEND) --topology '$(TOPOLOGY)' \
+		--report-dir $(REPORT_DIR) $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check conformance driver_under_test tests bench
+	$(VENV)/bin/mypy
+	cd $(FAKEVC_DIR) && test -z "$$(gofmt -l .)" && go vet ./...
+
+go-test:
+	cd $(FAKEVC_DIR) && go test ./...
+
+test: $(VENV)/.installed $(FAKEVC) lint go-test
+	@if $(PY) -c 'import sys; from conformance.harness import docker_available as d; r = d(); print(r or ""); sys.exit(1 if r else 0)' >/dev/null; then \
+		$(MAKE) --no-print-directory image; \
+	else \
+		echo "NOTE: no Docker engine answers: the container-backend tests will be SKIPPED (start dockerd to run them)"; \
+	fi
+	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
+
+selftest: $(VENV)/.installed $(FAKEVC)
+	$(VENV)/bin/pytest tests/test_selftest.py $(PYTEST_ARGS)
+
+clean:
+	rm -rf .cache build

@@ -1,0 +1,81 @@
+"""The ``vcconform`` command: run the suite against a driver, check a topology file, print versions."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import sys
+from pathlib import Path
+
+from conformance.drivers import REFERENCE_DRIVER, DriverLoadError, load_driver_class
+from conformance.harness import default_binary, govmomi_pin
+from conformance.topology import TopologyError, load_topology
+
+
+def _run(args: argparse.Namespace, extra: list[str]) -> int:
+    import pytest
+
+    try:  # fail before pytest starts, with the one line that says what to fix
+        load_driver_class(args.driver)
+        if args.topology:
+            load_topology(args.topology)
+    except (DriverLoadError, TopologyError) as e:
+        print(f"vcconform: {e}", file=sys.stderr)
+        return 4
+    report_dir = Path(args.report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    argv = ["--pyargs", "conformance.checks", "-p", "no:cacheprovider",
+            "--junitxml", str(report_dir / "junit.xml"), "--report-dir", str(report_dir),
+            "--driver", args.driver]
+    if args.vcsim_backend:
+        argv += ["--vcsim-backend", args.vcsim_backend]
+    if args.topology:
+        argv += ["--topology", args.topology]
+    for rid in args.requirement:
+        argv += ["--requirement", rid]
+    return int(pytest.main(argv + extra))
+
+
+def _topology(args: argparse.Namespace) -> int:
+    try:
+        topo = load_topology(args.file)
+    except TopologyError as e:
+        print(f"vcconform: {e}", file=sys.stderr)
+        return 4
+    hosts = sum(len(c.hosts) for dc in topo.datacenters for c in dc.clusters)
+    clusters = sum(len(dc.clusters) for dc in topo.datacenters)
+    print(f"{args.file}: topology {topo.name!r} is valid: {len(topo.datacenters)} datacenter(s), "
+          f"{clusters} cluster(s), {hosts} clustered host(s)")
+    return 0
+
+
+def _version(_: argparse.Namespace) -> int:
+    print(json.dumps({"suite": importlib.metadata.version("vcconform"), "govmomi_pin": govmomi_pin(),
+                      "fakevc_binary": str(default_binary())}, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vcconform", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the conformance checks; other arguments go to pytest")
+    run.add_argument("--driver", default=REFERENCE_DRIVER, help="package.module:Class of the driver under test")
+    run.add_argument("--vcsim-backend", choices=("process", "container"), help="how to run the fake vCenter")
+    run.add_argument("--topology", help="topology file (default: the standard profile)")
+    run.add_argument("--report-dir", default="build/conformance", help="where junit.xml and report.json go")
+    run.add_argument("--requirement", action="append", default=[], metavar="ID",
+                     help="run only this requirement's checks (repeatable)")
+    topo = sub.add_parser("topology", help="check a topology file and summarize it")
+    topo.add_argument("file")
+    sub.add_parser("version", help="print versions")
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "run":
+        return _run(args, extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return _topology(args) if args.command == "topology" else _version(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

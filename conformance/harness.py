@@ -1,0 +1,294 @@
+"""Start and stop the fake vCenter (containers/fakevc), as a local process or as a Docker container.
+
+Both backends run the same binary with the same flags, listen on 127.0.0.1 only, and return the same
+``Endpoint``. Ready means: the simulator wrote ready.json, its port accepts a connection and ``GET /about``
+answers over verified TLS. Stopping removes the process or container (by pid or id, never by name) and
+the state folder; the simulator also exits by itself when the process that started it is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from conformance.topology import Topology, load_topology
+
+__all__ = [
+    "BACKENDS",
+    "Endpoint",
+    "SimulatorError",
+    "default_binary",
+    "default_image",
+    "docker_available",
+    "running_simulator",
+    "start_simulator",
+]
+
+BACKENDS = ("process", "container")
+REPO = Path(__file__).resolve().parent.parent
+GO_MOD = REPO / "containers" / "fakevc" / "go.mod"
+IMAGE_REPO = "vcconform/fakevc"
+STATE_IN_CONTAINER = "/state"
+USERNAME = "vcconform"
+
+
+class SimulatorError(RuntimeError):
+    """The fake vCenter could not be started or stopped; the message is one line with a hint."""
+
+
+@dataclass
+class Endpoint:
+    """A running fake vCenter: where it is, how to log in, and how to stop it."""
+
+    url: str
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    ca_file: Path
+    instance_uuid: str
+    backend: str
+    topology: Topology = field(repr=False)
+    versions: dict[str, str]
+    state_dir: Path
+    _stop: Callable[[], None] = field(repr=False)
+    _stopped: bool = field(default=False, repr=False)
+
+    def stop(self) -> None:
+        """Stop the simulator and remove its state folder. Safe to call twice."""
+        if not self._stopped:
+            self._stopped = True
+            try:
+                self._stop()
+            finally:
+                shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines the simulator wrote to its log, for error messages and artifacts."""
+        log = self.state_dir / "fakevc.log"
+        with contextlib.suppress(OSError):
+            return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+def govmomi_pin() -> str:
+    """The govmomi release pinned in containers/fakevc/go.mod (the one place the pin lives)."""
+    with contextlib.suppress(OSError):
+        for line in GO_MOD.read_text().splitlines():
+            parts = line.split()
+            if "github.com/vmware/govmomi" in parts:
+                return parts[parts.index("github.com/vmware/govmomi") + 1]
+    return "unknown"
+
+
+def default_binary() -> Path:
+    """Where ``make simulator`` puts the binary, unless $VCCONFORM_FAKEVC_BINARY says otherwise."""
+    return Path(os.environ.get("VCCONFORM_FAKEVC_BINARY") or REPO / ".cache" / "bin" / "fakevc")
+
+
+def default_image() -> str:
+    """The image ``make image`` builds, unless $VCCONFORM_FAKEVC_IMAGE says otherwise."""
+    return os.environ.get("VCCONFORM_FAKEVC_IMAGE") or f"{IMAGE_REPO}:{govmomi_pin()}"
+
+
+def docker_available(timeout: float = 3.0) -> str | None:
+    """None when a Docker engine answers; otherwise the reason it does not."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=int(timeout))
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as e:  # any failure means: no engine we can use
+        return f"no Docker engine answers ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
+    return None
+
+
+def _first_line(text: str) -> str:
+    for line in reversed(text.strip().splitlines()):
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _fakevc_args(state_dir: str, listen: str, trace: bool) -> list[str]:
+    args = ["-listen", listen, "-topology", f"{state_dir}/topology.json", "-state-dir", state_dir,
+            "-username", USERNAME, "-parent-pid", str(os.getpid())]
+    return [*args, "-trace"] if trace else args
+
+
+def _wait_ready(state: Path, alive: Callable[[], str | None], timeout: float) -> dict[str, Any]:
+    """Wait for ready.json, an open port and an answer from /about; raise SimulatorError otherwise."""
+    deadline = time.monotonic() + timeout
+    ready = state / "ready.json"
+    info: dict[str, Any] | None = None
+    last = "ready.json not written yet"
+    while time.monotonic() < deadline:
+        dead = alive()
+        if dead is not None:
+            raise SimulatorError(dead)
+        if info is None and ready.exists():
+            info = json.loads(ready.read_text())
+        if info is not None:
+            try:  # a refused connection means the port is not open yet
+                r = requests.get(f"https://127.0.0.1:{info['port']}/about", verify=str(state / "cert.pem"),
+                                 timeout=2)
+                if r.ok:
+                    return info
+                last = f"GET /about answered {r.status_code}"
+            except (OSError, requests.RequestException) as e:
+                last = f"{type(e).__name__}: {str(e)[:120]}"
+        time.sleep(0.02)
+    raise SimulatorError(f"fake vCenter not ready after {timeout:.0f}s ({last}). "
+                         "Hint: run it by hand with -trace to see why, or raise --vcsim-timeout")
+
+
+def _start_process(binary: Path, state: Path, env: dict[str, str], listen: str, trace: bool,
+                   timeout: float) -> tuple[dict[str, Any], Callable[[], None]]:
+    if not os.access(binary, os.X_OK):
+        raise SimulatorError(f"fake vCenter binary not found at {binary}. "
+                             "Hint: run `make simulator`, or set VCCONFORM_FAKEVC_BINARY")
+    log = open(state / "fakevc.log", "wb")  # noqa: SIM115 - closed in stop()
+    # A session of its own: Ctrl-C in the terminal reaches pytest, which then stops us in order.
+    proc = subprocess.Popen([str(binary), *_fakevc_args(str(state), listen, trace)],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **env, "TMPDIR": str(state)}, start_new_session=True)
+
+    def alive() -> str | None:
+        if proc.poll() is None:
+            return None
+        text = (state / "fakevc.log").read_text(errors="replace")
+        return f"fake vCenter exited with code {proc.returncode}: {_first_line(text) or 'no output'}"
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+    try:
+        return _wait_ready(state, alive, timeout), stop
+    except BaseException:
+        stop()
+        raise
+
+
+def _start_container(image: str, state: Path, env: dict[str, str], listen: str, trace: bool,
+                     timeout: float) -> tuple[dict[str, Any], Callable[[], None]]:
+    # Ryuk (testcontainers' reaper) is an image from a registry; we clean up ourselves instead.
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+    import docker
+    from testcontainers.core.container import DockerContainer
+
+    reason = docker_available()
+    if reason:
+        raise SimulatorError(f"container backend: {reason}. Hint: start dockerd, or use --vcsim-backend=process")
+    client = docker.from_env()
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise SimulatorError(f"container backend: image {image} not found (images are built, never pulled). "
+                             "Hint: run `make image`") from None
+    finally:
+        client.close()
+
+    container = (
+        DockerContainer(image)
+        .with_command(_fakevc_args(STATE_IN_CONTAINER, listen, trace))
+        .with_volume_mapping(str(state), STATE_IN_CONTAINER, "rw")
+        # Host networking only (dockerd runs with --bridge=none); the host's pid namespace lets
+        # -parent-pid see this process; our uid keeps the state files ours to delete.
+        .with_kwargs(network_mode="host", pid_mode="host", user=f"{os.getuid()}:{os.getgid()}",
+                     auto_remove=True)
+    )
+    for k, v in env.items():
+        container.with_env(k, v)
+    container.start()
+    cid = container.get_wrapped_container().id
+
+    def logs() -> str:
+        with contextlib.suppress(Exception):
+            out, err = container.get_logs()
+            return (out + err).decode(errors="replace")
+        return ""
+
+    def alive() -> str | None:
+        try:
+            c = container.get_wrapped_container()
+            c.reload()
+            if c.status in ("created", "running"):
+                return None
+            return f"fake vCenter container {cid[:12]} {c.status}: {_first_line(logs()) or 'no output'}"
+        except docker.errors.NotFound:
+            return f"fake vCenter container {cid[:12]} is gone (it exited at once; try the process backend)"
+
+    def stop() -> None:
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            (state / "fakevc.log").write_text(logs())
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            container.stop()  # removes the container by id
+
+    try:
+        return _wait_ready(state, alive, timeout), stop
+    except BaseException:
+        stop()
+        raise
+
+
+def start_simulator(topology: str | Path | Topology, backend: str = "process", *,
+                    binary: Path | None = None, image: str | None = None, timeout: float = 30.0,
+                    trace: bool = False) -> Endpoint:
+    """Start a fake vCenter loaded with ``topology`` and return its endpoint once it is ready.
+
+    Raises TopologyError for a bad topology file, SimulatorError when the simulator cannot start.
+    """
+    if backend not in BACKENDS:
+        raise SimulatorError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    topo = topology if isinstance(topology, Topology) else load_topology(topology)
+    state = Path(tempfile.mkdtemp(prefix="vcconform-"))
+    try:
+        (state / "topology.json").write_text(topo.to_json())
+        password = secrets.token_urlsafe(18)
+        env = {"FAKEVC_PASSWORD": password}
+        listen = "127.0.0.1:0"
+        if backend == "process":
+            info, stop = _start_process(binary or default_binary(), state, env, listen, trace, timeout)
+        else:
+            info, stop = _start_container(image or default_image(), state, env, listen, trace, timeout)
+    except BaseException:
+        shutil.rmtree(state, ignore_errors=True)
+        raise
+    return Endpoint(url=f"https://127.0.0.1:{info['port']}/sdk", host="127.0.0.1", port=int(info["port"]),
+                    username=USERNAME, password=password, ca_file=state / "cert.pem",
+                    instance_uuid=info["instance_uuid"], backend=backend, topology=topo,
+                    versions=dict(info.get("versions", {})), state_dir=state, _stop=stop)
+
+
+@contextlib.contextmanager
+def running_simulator(topology: str | Path | Topology, backend: str = "process",
+                      **kwargs: Any) -> Iterator[Endpoint]:
+    """``start_simulator`` as a context manager: the simulator is stopped however the block ends."""
+    endpoint = start_simulator(topology, backend, **kwargs)
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()

@@ -1,0 +1,289 @@
+"""Load, check and normalize the topology files in fixtures/topologies/.
+
+A topology file describes the inventory the fake vCenter starts with. This module is the one place that
+reads the YAML: it reports the first mistake as one line naming the file, the field and what is expected,
+expands the shorthands (host profiles, ``count``), and writes the normalized JSON that the Go simulator
+(containers/fakevc) consumes. The schema is documented in docs/topology.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ClusterSpec",
+    "DatacenterSpec",
+    "DatastoreSpec",
+    "HostSpec",
+    "Topology",
+    "TopologyError",
+    "load_topology",
+]
+
+SCHEMA_VERSION = 1
+CONNECTION_STATES = ("connected", "disconnected", "notResponding")
+DATASTORE_TYPES = ("VMFS", "NFS", "NFS41", "vsan", "VVOL")
+HARDWARE_FIELDS = ("cpu_sockets", "cpu_cores", "cpu_threads", "cpu_mhz")
+
+
+class TopologyError(ValueError):
+    """A topology file is unreadable or wrong; the message is one line naming file, field and fix."""
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    cpu_sockets: int
+    cpu_cores: int
+    cpu_threads: int
+    cpu_mhz: int
+    memory_mb: int
+    connection_state: str = "connected"
+    maintenance: bool = False
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str
+    hosts: tuple[HostSpec, ...]
+
+
+@dataclass(frozen=True)
+class DatastoreSpec:
+    name: str
+    type: str
+    capacity_mb: int
+    free_mb: int
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DatacenterSpec:
+    name: str
+    clusters: tuple[ClusterSpec, ...]
+    standalone_hosts: tuple[HostSpec, ...]
+    datastores: tuple[DatastoreSpec, ...]
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A normalized topology: every default filled in, every count expanded."""
+
+    name: str
+    source: str
+    datacenters: tuple[DatacenterSpec, ...]
+    digest: str = field(default="", compare=False)
+
+    def cluster_paths(self) -> list[str]:
+        """Inventory paths of every cluster, e.g. ``/DC0/host/DC0_C0``."""
+        return [f"/{dc.name}/host/{c.name}" for dc in self.datacenters for c in dc.clusters]
+
+    def to_json(self) -> str:
+        """The form containers/fakevc reads with -topology."""
+        data = asdict(self)
+        del data["digest"]
+        return json.dumps(data, indent=1)
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read a topology file; raise TopologyError with one clear line on any mistake."""
+    import hashlib
+
+    p = Path(path)
+    try:
+        raw_bytes = p.read_bytes()
+    except OSError as e:
+        raise TopologyError(f"{p}: cannot read topology file: {e.strerror or e}") from None
+    try:
+        raw = yaml.safe_load(raw_bytes)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise TopologyError(f"{p}: not valid YAML{where}: {problem}") from None
+    topo = _Parser(str(p)).topology(raw)
+    return Topology(topo.name, topo.source, topo.datacenters, hashlib.sha256(raw_bytes).hexdigest())
+
+
+class _Parser:
+    """Walks the raw YAML, keeping the path of the field being read for error messages."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, expected: str, got: Any = None, *, show_got: bool = True) -> TopologyError:
+        tail = f", got {got!r}" if show_got else ""
+        return TopologyError(f"{self.source}: {where}: expected {expected}{tail}")
+
+    def mapping(self, value: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where or "top level", "a mapping", value)
+        for key in value:
+            if key not in required and key not in optional:
+                allowed = ", ".join((*required, *optional))
+                raise self.fail(f"{where}.{key}".lstrip("."), f"one of the fields {allowed}", show_got=False)
+        for key in required:
+            if key not in value:
+                raise self.fail(f"{where}.{key}".lstrip("."), "this field (it is required)", show_got=False)
+        return value
+
+    def seq(self, value: Any, where: str) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail(where, "a list", value)
+        return value
+
+    def name(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip() or "/" in value:
+            raise self.fail(where, "a non-empty name without '/'", value)
+        return value
+
+    def integer(self, value: Any, where: str, minimum: int = 1) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.fail(where, f"a whole number >= {minimum}", value)
+        return value
+
+    def choice(self, value: Any, where: str, choices: tuple[str, ...]) -> str:
+        if value not in choices:
+            raise self.fail(where, "one of " + ", ".join(choices), value)
+        return str(value)
+
+    def boolean(self, value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(where, "true or false", value)
+        return value
+
+    def topology(self, raw: Any) -> Topology:
+        doc = self.mapping(raw, "", ("version", "name", "datacenters"), ("host_profiles",))
+        if doc["version"] != SCHEMA_VERSION:
+            raise self.fail("version", str(SCHEMA_VERSION), doc["version"])
+        name = self.name(doc["name"], "name")
+        raw_profiles = doc.get("host_profiles") or {}
+        if not isinstance(raw_profiles, dict):
+            raise self.fail("host_profiles", "a mapping of profile name to hardware", raw_profiles)
+        profiles = {pname: self.hardware(prof, f"host_profiles.{pname}", need_all=True)
+                    for pname, prof in raw_profiles.items()}
+        self.profiles = profiles
+        self.host_names: set[str] = set()
+        dcs = [self.datacenter(dc, f"datacenters[{i}]") for i, dc in enumerate(self.seq(doc["datacenters"],
+                                                                                       "datacenters"))]
+        if not dcs:
+            raise self.fail("datacenters", "at least one datacenter", [])
+        seen: set[str] = set()
+        for i, dc in enumerate(dcs):
+            if dc.name in seen:
+                raise self.fail(f"datacenters[{i}].name", "a name no other datacenter has", dc.name)
+            seen.add(dc.name)
+        return Topology(name, self.source, tuple(dcs))
+
+    def hardware(self, raw: Any, where: str, *, need_all: bool) -> dict[str, int]:
+        optional = (*HARDWARE_FIELDS, "memory_gb", "memory_mb")
+        m = self.mapping(raw, where, (), optional)
+        hw = {k: self.integer(m[k], f"{where}.{k}") for k in HARDWARE_FIELDS if k in m}
+        if "memory_gb" in m and "memory_mb" in m:
+            raise self.fail(f"{where}.memory_mb", "either memory_gb or memory_mb, not both", show_got=False)
+        if "memory_gb" in m:
+            hw["memory_mb"] = self.integer(m["memory_gb"], f"{where}.memory_gb") * 1024
+        elif "memory_mb" in m:
+            hw["memory_mb"] = self.integer(m["memory_mb"], f"{where}.memory_mb")
+        if need_all:
+            for k in (*HARDWARE_FIELDS, "memory_mb"):
+                if k not in hw:
+                    what = "memory_gb or memory_mb" if k == "memory_mb" else k
+                    raise self.fail(f"{where}.{what}", "this field (every host needs it)", show_got=False)
+            if not hw["cpu_sockets"] <= hw["cpu_cores"] <= hw["cpu_threads"]:
+                raise self.fail(f"{where}.cpu_threads", "cpu_sockets <= cpu_cores <= cpu_threads",
+                                (hw["cpu_sockets"], hw["cpu_cores"], hw["cpu_threads"]))
+        return hw
+
+    def hosts(self, raw: Any, where: str, prefix: str) -> list[HostSpec]:
+        out: list[HostSpec] = []
+        for i, entry in enumerate(self.seq(raw, where)):
+            w = f"{where}[{i}]"
+            m = self.mapping(entry, w, (), ("name", "profile", "count", "connection_state", "maintenance",
+                                            *HARDWARE_FIELDS, "memory_gb", "memory_mb"))
+            count = self.integer(m.get("count", 1), f"{w}.count")
+            if "name" in m and count != 1:
+                raise self.fail(f"{w}.name", "no name when count is given (names are generated)",
+                                show_got=False)
+            hw: dict[str, int] = {}
+            if "profile" in m:
+                if m["profile"] not in self.profiles:
+                    known = ", ".join(self.profiles) or "none defined"
+                    raise self.fail(f"{w}.profile", f"a profile from host_profiles ({known})", m["profile"])
+                hw.update(self.profiles[m["profile"]])
+            own = {k: v for k, v in m.items() if k in (*HARDWARE_FIELDS, "memory_gb", "memory_mb")}
+            if own:
+                if "memory_gb" in own or "memory_mb" in own:
+                    hw.pop("memory_mb", None)
+                hw.update(self.hardware(own, w, need_all=False))
+            hw = self.hardware(hw, w, need_all=True)
+            state = self.choice(m.get("connection_state", "connected"), f"{w}.connection_state",
+                                CONNECTION_STATES)
+            maint = self.boolean(m.get("maintenance", False), f"{w}.maintenance")
+            for _ in range(count):
+                name = self.name(m["name"], f"{w}.name") if "name" in m else f"{prefix}_H{len(out)}"
+                if name in self.host_names:
+                    raise self.fail(f"{w}.name", "a host name used nowhere else in the file", name)
+                self.host_names.add(name)
+                out.append(HostSpec(name=name, connection_state=state, maintenance=maint, **hw))
+        return out
+
+    def datacenter(self, raw: Any, where: str) -> DatacenterSpec:
+        m = self.mapping(raw, where, ("name",), ("clusters", "standalone_hosts", "datastores"))
+        dc = self.name(m["name"], f"{where}.name")
+        clusters: list[ClusterSpec] = []
+        names: set[str] = set()
+        for i, entry in enumerate(self.seq(m.get("clusters"), f"{where}.clusters")):
+            w = f"{where}.clusters[{i}]"
+            c = self.mapping(entry, w, ("name",), ("hosts", "count"))
+            count = self.integer(c.get("count", 1), f"{w}.count")
+            pattern = self.name(c["name"], f"{w}.name")
+            if count > 1 and "{i}" not in pattern:
+                raise self.fail(f"{w}.name", "a name containing {i} when count is given", pattern)
+            for n in range(count):
+                cname = pattern.replace("{i}", str(n))
+                if cname in names:
+                    raise self.fail(f"{w}.name", "a cluster name not used twice in one datacenter", cname)
+                names.add(cname)
+                clusters.append(ClusterSpec(cname, tuple(self.hosts(c.get("hosts"), f"{w}.hosts", cname))))
+        standalone = self.hosts(m.get("standalone_hosts"), f"{where}.standalone_hosts", dc)
+        in_dc = {h.name for c in clusters for h in c.hosts} | {h.name for h in standalone}
+        by_cluster = {c.name: [h.name for h in c.hosts] for c in clusters}
+        datastores = []
+        ds_names: set[str] = set()
+        for i, entry in enumerate(self.seq(m.get("datastores"), f"{where}.datastores")):
+            w = f"{where}.datastores[{i}]"
+            d = self.mapping(entry, w, ("name", "capacity_gb", "mounted_by"), ("type", "free_gb"))
+            name = self.name(d["name"], f"{w}.name")
+            if name in ds_names:
+                raise self.fail(f"{w}.name", "a datastore name not used twice in one datacenter", name)
+            ds_names.add(name)
+            cap = self.integer(d["capacity_gb"], f"{w}.capacity_gb")
+            free = self.integer(d.get("free_gb", cap), f"{w}.free_gb", minimum=0)
+            if free > cap:
+                raise self.fail(f"{w}.free_gb", f"at most capacity_gb ({cap})", free)
+            mb = self.mapping(d["mounted_by"], f"{w}.mounted_by", (), ("clusters", "hosts"))
+            hosts: list[str] = []
+            for j, cname in enumerate(self.seq(mb.get("clusters"), f"{w}.mounted_by.clusters")):
+                if cname not in by_cluster:
+                    raise self.fail(f"{w}.mounted_by.clusters[{j}]", f"a cluster of datacenter {dc}", cname)
+                hosts += by_cluster[cname]
+            for j, hname in enumerate(self.seq(mb.get("hosts"), f"{w}.mounted_by.hosts")):
+                if hname not in in_dc:
+                    raise self.fail(f"{w}.mounted_by.hosts[{j}]", f"a host of datacenter {dc}", hname)
+                hosts.append(hname)
+            datastores.append(DatastoreSpec(
+                name=name,
+                type=self.choice(d.get("type", "VMFS"), f"{w}.type", DATASTORE_TYPES),
+                capacity_mb=cap * 1024,
+                free_mb=free * 1024,
+                hosts=tuple(dict.fromkeys(hosts)),
+            ))
+        return DatacenterSpec(dc, tuple(clusters), tuple(standalone), tuple(datastores))

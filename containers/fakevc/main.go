@@ -1,0 +1,219 @@
+// Command fakevc serves a fake vCenter: govmomi's simulator (vcsim) loaded
+// with a vcconform topology, on a loopback address, over HTTPS.
+//
+// It writes cert.pem, key.pem and, once it serves, ready.json into -state-dir;
+// the Python harness (conformance/harness.py) reads them. The same binary and
+// flags serve the process backend and the container image.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/vmware/govmomi/simulator"
+)
+
+// passwordEnv names the variable holding the password; a flag would show it
+// in the process list.
+const passwordEnv = "FAKEVC_PASSWORD"
+
+type options struct {
+	listen    string
+	topology  string
+	stateDir  string
+	username  string
+	parentPID int
+	trace     bool
+	version   bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.listen, "listen", "127.0.0.1:0", "loopback `address` to serve on (port 0 picks a free port)")
+	flag.StringVar(&o.topology, "topology", "", "normalized topology `file` (JSON, written by conformance/topology.py)")
+	flag.StringVar(&o.stateDir, "state-dir", "", "`dir` for cert.pem, key.pem, ready.json and trace.log")
+	flag.StringVar(&o.username, "username", "user", "the one user that may log in; its password comes from $"+passwordEnv)
+	flag.IntVar(&o.parentPID, "parent-pid", 0, "exit when the process with this `pid` is gone (0: never)")
+	flag.BoolVar(&o.trace, "trace", false, "write SOAP traffic to trace.log in the state dir")
+	flag.BoolVar(&o.version, "version", false, "print versions as JSON and exit")
+	flag.Parse()
+
+	if o.version {
+		_ = json.NewEncoder(os.Stdout).Encode(versions())
+		return
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintf(os.Stderr, "fakevc: %v\n", err)
+		os.Exit(2)
+	}
+}
+
+// versions reports what this binary was built from.
+func versions() map[string]string {
+	v := map[string]string{"go": runtime.Version(), "govmomi": "unknown"}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range info.Deps {
+			if dep.Path == "github.com/vmware/govmomi" {
+				v["govmomi"] = dep.Version
+			}
+		}
+	}
+	return v
+}
+
+func checkLoopback(listen string) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("-listen %q: %v", listen, err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("-listen %q: only a loopback IP address is allowed (e.g. 127.0.0.1:0)", listen)
+	}
+	return nil
+}
+
+func run(o options) error {
+	if o.topology == "" || o.stateDir == "" {
+		return errors.New("-topology and -state-dir are required")
+	}
+	if err := checkLoopback(o.listen); err != nil {
+		return err
+	}
+	password, ok := os.LookupEnv(passwordEnv)
+	if !ok {
+		password = "pass"
+	}
+	topo, err := loadTopology(o.topology)
+	if err != nil {
+		return err
+	}
+	cert, err := loadOrCreateCert(filepath.Join(o.stateDir, "cert.pem"), filepath.Join(o.stateDir, "key.pem"))
+	if err != nil {
+		return fmt.Errorf("TLS certificate: %v", err)
+	}
+	if o.trace {
+		f, err := os.Create(filepath.Join(o.stateDir, "trace.log"))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		simulator.Trace, simulator.TraceFile = true, f
+	}
+
+	dsRoot, err := os.MkdirTemp("", "fakevc-ds-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dsRoot)
+
+	m := emptyModel()
+	m.ServiceContent.About.InstanceUuid = instanceUUID(topo.Name)
+	if err := m.Create(); err != nil {
+		return err
+	}
+	defer m.Remove()
+	ext := newExtensions()
+	m.Map().AddHandler(&fidelity{ext})
+	m.Map().Handler = ext.handle
+	if err := build(context.Background(), m, topo, dsRoot); err != nil {
+		return fmt.Errorf("%s: %v", topo.Source, err)
+	}
+
+	m.Service.Listen = &url.URL{Host: o.listen, User: url.UserPassword(o.username, password)}
+	m.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	s := m.Service.NewServer()
+
+	u := *s.URL
+	u.User = nil
+	port, _ := strconv.Atoi(u.Port())
+	err = writeJSON(filepath.Join(o.stateDir, "ready.json"), map[string]any{
+		"url":           u.String(),
+		"port":          port,
+		"pid":           os.Getpid(),
+		"instance_uuid": m.ServiceContent.About.InstanceUuid,
+		"versions":      versions(),
+	})
+	if err != nil {
+		s.Close()
+		return err
+	}
+
+	waitForStop(o.parentPID)
+	closeWithin(s, 2*time.Second)
+	return nil
+}
+
+// emptyModel is a vCenter model with no inventory at all: build adds it.
+func emptyModel() *simulator.Model {
+	m := simulator.VPX()
+	m.Datacenter, m.Portgroup, m.Host, m.Cluster, m.ClusterHost = 0, 0, 0, 0, 0
+	m.Datastore, m.Machine, m.Autostart = 0, 0, false
+	return m
+}
+
+// instanceUUID is stable for a topology, so node names that embed the
+// vCenter instanceUuid survive a simulator restart.
+func instanceUUID(topology string) string {
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("vcconform:fakevc:"+topology)).String()
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path) // readers never see a half-written file
+}
+
+// waitForStop returns on SIGINT or SIGTERM, or once the parent process is gone
+// (so a killed test run never leaves a simulator behind).
+func waitForStop(parentPID int) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-sig:
+			return
+		case <-tick.C:
+			if parentPID > 0 && !alive(parentPID) {
+				return
+			}
+		}
+	}
+}
+
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// closeWithin stops the server, not waiting for long polls past the limit.
+func closeWithin(s *simulator.Server, limit time.Duration) {
+	done := make(chan struct{})
+	go func() { s.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(limit):
+	}
+}

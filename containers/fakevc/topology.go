@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+)
+
+// Topology is the normalized inventory description that the Python side
+// (conformance/topology.py) writes from a fixtures/topologies/*.yaml file.
+// Every default is already filled in and every count is expanded, so this
+// program only checks the few invariants it relies on.
+type Topology struct {
+	Name        string       `json:"name"`
+	Source      string       `json:"source"`
+	Datacenters []Datacenter `json:"datacenters"`
+}
+
+// Datacenter holds clusters, standalone hosts and datastores.
+type Datacenter struct {
+	Name            string      `json:"name"`
+	Clusters        []Cluster   `json:"clusters"`
+	StandaloneHosts []Host      `json:"standalone_hosts"`
+	Datastores      []Datastore `json:"datastores"`
+}
+
+// Cluster is a ClusterComputeResource with its hosts.
+type Cluster struct {
+	Name  string `json:"name"`
+	Hosts []Host `json:"hosts"`
+}
+
+// Host is one ESXi host and its hardware.
+type Host struct {
+	Name            string `json:"name"`
+	CPUSockets      int16  `json:"cpu_sockets"`
+	CPUCores        int16  `json:"cpu_cores"`
+	CPUThreads      int16  `json:"cpu_threads"`
+	CPUMhz          int32  `json:"cpu_mhz"`
+	MemoryMB        int64  `json:"memory_mb"`
+	ConnectionState string `json:"connection_state"`
+	Maintenance     bool   `json:"maintenance"`
+}
+
+// Datastore is mounted by the named hosts of its datacenter.
+type Datastore struct {
+	Name       string   `json:"name"`
+	Type       string   `json:"type"`
+	CapacityMB int64    `json:"capacity_mb"`
+	FreeMB     int64    `json:"free_mb"`
+	Hosts      []string `json:"hosts"`
+}
+
+// loadTopology reads and checks a normalized topology file.
+func loadTopology(path string) (*Topology, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var t Topology
+	if err := json.Unmarshal(data, &t); err != nil {
+		return nil, fmt.Errorf("%s: not a normalized topology: %v", path, err)
+	}
+	return &t, t.check()
+}
+
+func (t *Topology) check() error {
+	hosts := map[string]bool{}
+	for _, dc := range t.Datacenters {
+		if dc.Name == "" {
+			return fmt.Errorf("datacenter without a name")
+		}
+		all := append([]Host{}, dc.StandaloneHosts...)
+		for _, c := range dc.Clusters {
+			all = append(all, c.Hosts...)
+		}
+		inDC := map[string]bool{}
+		for _, h := range all {
+			if hosts[h.Name] {
+				return fmt.Errorf("host %q defined twice", h.Name)
+			}
+			if h.CPUSockets < 1 || h.CPUCores < h.CPUSockets || h.CPUThreads < h.CPUCores || h.CPUMhz < 1 || h.MemoryMB < 1 {
+				return fmt.Errorf("host %q: impossible hardware %+v", h.Name, h)
+			}
+			switch h.ConnectionState {
+			case "connected", "disconnected", "notResponding":
+			default:
+				return fmt.Errorf("host %q: unknown connection_state %q", h.Name, h.ConnectionState)
+			}
+			hosts[h.Name] = true
+			inDC[h.Name] = true
+		}
+		for _, ds := range dc.Datastores {
+			if ds.FreeMB > ds.CapacityMB || ds.CapacityMB < 1 {
+				return fmt.Errorf("datastore %q: free %d MB of %d MB", ds.Name, ds.FreeMB, ds.CapacityMB)
+			}
+			for _, h := range ds.Hosts {
+				if !inDC[h] {
+					return fmt.Errorf("datastore %q: host %q is not in datacenter %q", ds.Name, h, dc.Name)
+				}
+			}
+		}
+	}
+	return nil
+}
