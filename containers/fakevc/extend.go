@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/vmware/govmomi/simulator"
@@ -27,8 +28,14 @@ func newExtensions() *extensions {
 	return &extensions{sessions: map[types.ManagedObjectReference][]*simulator.Registry{}}
 }
 
+// extension is a wrapper that adds the SOAP methods it names.
+type extension interface {
+	mo.Reference
+	adds() []string
+}
+
 // wrap returns the wrapper for obj, or nil when nothing is added to its type.
-func wrap(obj mo.Reference) mo.Reference {
+func wrap(obj mo.Reference) extension {
 	switch o := obj.(type) {
 	case *simulator.ClusterComputeResource:
 		return &cluster{o}
@@ -40,7 +47,10 @@ func wrap(obj mo.Reference) mo.Reference {
 func (e *extensions) handle(ctx *simulator.Context, m *simulator.Method) (mo.Reference, types.BaseMethodFault) {
 	obj := ctx.Map.Get(m.This)
 	w := wrap(obj)
-	if w == nil || ctx.Session == nil {
+	if w == nil || !slices.Contains(w.adds(), m.Name) {
+		return nil, nil // vcsim serves it; no wrapper enters a session that never asked for one
+	}
+	if ctx.Session == nil {
 		return w, nil
 	}
 	e.mu.Lock()

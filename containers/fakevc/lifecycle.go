@@ -15,6 +15,8 @@ type cluster struct {
 	*simulator.ClusterComputeResource
 }
 
+func (*cluster) adds() []string { return []string{"Destroy_Task"} }
+
 // DestroyTask removes the cluster with its hosts and resource pools, as
 // vCenter does. Choice: while any VM lives on one of its hosts the call fails
 // with ResourceInUse (vcsim's HostSystem.Destroy_Task rule), so no VM is ever

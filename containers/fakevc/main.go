@@ -153,9 +153,23 @@ func run(o options) error {
 		return err
 	}
 
-	waitForStop(o.parentPID)
+	orphaned := waitForStop(o.parentPID)
 	closeWithin(s, 2*time.Second)
+	if orphaned {
+		// Nobody is left to clean up after us: the state dir was made for this run alone.
+		removeContents(o.stateDir)
+	}
 	return nil
+}
+
+// removeContents empties dir and then removes it; in a container dir is a
+// mount point, which stays (empty).
+func removeContents(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
+	_ = os.Remove(dir)
 }
 
 // emptyModel is a vCenter model with no inventory at all: build adds it.
@@ -185,8 +199,8 @@ func writeJSON(path string, v any) error {
 }
 
 // waitForStop returns on SIGINT or SIGTERM, or once the parent process is gone
-// (so a killed test run never leaves a simulator behind).
-func waitForStop(parentPID int) {
+// (so a killed test run never leaves a simulator behind); it reports which.
+func waitForStop(parentPID int) (orphaned bool) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -194,10 +208,10 @@ func waitForStop(parentPID int) {
 	for {
 		select {
 		case <-sig:
-			return
+			return false
 		case <-tick.C:
 			if parentPID > 0 && !alive(parentPID) {
-				return
+				return true
 			}
 		}
 	}

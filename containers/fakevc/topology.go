@@ -61,7 +61,10 @@ func loadTopology(path string) (*Topology, error) {
 	if err := json.Unmarshal(data, &t); err != nil {
 		return nil, fmt.Errorf("%s: not a normalized topology: %v", path, err)
 	}
-	return &t, t.check()
+	if err := t.check(); err != nil {
+		return nil, fmt.Errorf("%s: %v", t.Source, err)
+	}
+	return &t, nil
 }
 
 func (t *Topology) check() error {

@@ -1,0 +1,99 @@
+"""The topology loader: the standard file loads; every mistake is one line naming file, field and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conformance.topology import TopologyError, load_topology
+
+
+def test_standard_topology_has_the_promised_shape(standard: Path) -> None:
+    topo = load_topology(standard)
+    (dc,) = topo.datacenters
+    assert [len(c.hosts) for c in dc.clusters] == [2, 3, 1]
+    assert len(dc.standalone_hosts) == 1
+    mounts = {d.name: set(d.hosts) for d in dc.datastores}
+    by_cluster = {c.name: {h.name for h in c.hosts} for c in dc.clusters}
+    shared = [n for n, hosts in mounts.items()
+              if sum(1 for c in by_cluster.values() if hosts & c) == 2]
+    private = [n for n, hosts in mounts.items()
+               if sum(1 for c in by_cluster.values() if hosts & c) == 1 and hosts <= set().union(*by_cluster.values())]
+    assert shared and private, mounts
+    assert len({(h.cpu_threads, h.memory_mb) for c in dc.clusters for h in c.hosts}) >= 2, "hosts of one size"
+    assert topo.cluster_paths() == ["/DC0/host/DC0_C0", "/DC0/host/DC0_C1", "/DC0/host/DC0_C2"]
+    assert len(topo.digest) == 64
+
+
+GOOD = """
+version: 1
+name: t
+host_profiles:
+  p: {cpu_sockets: 1, cpu_cores: 2, cpu_threads: 4, cpu_mhz: 2000, memory_gb: 8}
+datacenters:
+  - name: DC0
+    clusters:
+      - name: C{i}
+        count: 3
+        hosts: [{profile: p, count: 2}]
+    datastores:
+      - {name: ds, capacity_gb: 10, mounted_by: {clusters: [C0, C2]}}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "topo.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_counts_expand_to_named_clusters_and_hosts(tmp_path: Path) -> None:
+    topo = load_topology(write(tmp_path, GOOD))
+    (dc,) = topo.datacenters
+    assert [c.name for c in dc.clusters] == ["C0", "C1", "C2"]
+    assert [h.name for h in dc.clusters[1].hosts] == ["C1_H0", "C1_H1"]
+    assert dc.datastores[0].hosts == ("C0_H0", "C0_H1", "C2_H0", "C2_H1")
+    assert dc.datastores[0].free_mb == dc.datastores[0].capacity_mb == 10 * 1024
+    assert '"cpu_threads": 4' in topo.to_json()
+
+
+@pytest.mark.parametrize(("change", "field", "expected"), [
+    (("name: t", "nme: t"), "nme", "one of the fields"),
+    (("version: 1", "version: 2"), "version", "expected 1"),
+    (("cpu_threads: 4", "cpu_threads: many"), "host_profiles.p.cpu_threads", "whole number"),
+    (("cpu_threads: 4", "cpu_threads: 1"), "host_profiles.p.cpu_threads", "cpu_sockets <= cpu_cores <= cpu_threads"),
+    (("profile: p", "profile: huge"), "datacenters[0].clusters[0].hosts[0].profile", "a profile from host_profiles"),
+    (("clusters: [C0, C2]", "clusters: [C9]"), "datastores[0].mounted_by.clusters[0]", "a cluster of datacenter"),
+    (("capacity_gb: 10", "capacity_gb: 10, free_gb: 11"), "datastores[0].free_gb", "at most capacity_gb"),
+    (("name: C{i}", "name: C"), "clusters[0].name", "containing {i}"),
+    (("name: DC0", "name: DC/0"), "datacenters[0].name", "without '/'"),
+    (("    datastores:", "    datastores: 5\n    x:"), "datacenters[0].x", "one of the fields"),
+    (("memory_gb: 8", "memory_gb: 8, memory_mb: 8"), "memory_mb", "not both"),
+    (("{profile: p, count: 2}", "{profile: p, count: 0}"), "hosts[0].count", ">= 1"),
+])
+def test_a_mistake_is_one_line_naming_file_and_field(tmp_path: Path, change: tuple[str, str], field: str,
+                                                     expected: str) -> None:
+    path = write(tmp_path, GOOD.replace(*change))
+    with pytest.raises(TopologyError) as err:
+        load_topology(path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    assert field in message and expected in message, message
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("version: 1\nname: [unclosed", "not valid YAML (line 2"),
+    ("- just\n- a list", "top level: expected a mapping"),
+    ("", "top level: expected a mapping"),
+])
+def test_unreadable_files_get_one_line(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(TopologyError, match="^[^\n]*$") as err:
+        load_topology(write(tmp_path, text))
+    assert expected in str(err.value)
+
+
+def test_missing_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(TopologyError, match="cannot read topology file"):
+        load_topology(tmp_path / "nope.yaml")
