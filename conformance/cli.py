@@ -23,17 +23,19 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     except (DriverLoadError, TopologyError) as e:
         print(f"vcconform: {e}", file=sys.stderr)
         return 4
-    report_dir = Path(args.report_dir)
+    report_dir = Path(args.report_dir).resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
-    argv = ["--pyargs", "conformance.checks", "-p", "no:cacheprovider",
-            "--junitxml", str(report_dir / "junit.xml"), "--report-dir", str(report_dir),
-            "--driver", args.driver]
+    checks = Path(__file__).resolve().parent / "checks"
+    # Options as --name=value: pytest's early pass must never take a value for a path to collect. The
+    # checks' own folder is the root, so no conftest.py or ini file of the working directory joins in.
+    argv = ["--pyargs", "conformance.checks", "-p", "no:cacheprovider", f"--rootdir={checks}",
+            f"--confcutdir={checks}", f"--junitxml={report_dir / 'junit.xml'}", f"--report-dir={report_dir}",
+            f"--driver={args.driver}"]
     if args.vcsim_backend:
-        argv += ["--vcsim-backend", args.vcsim_backend]
+        argv.append(f"--vcsim-backend={args.vcsim_backend}")
     if args.topology:
-        argv += ["--topology", args.topology]
-    for rid in args.requirement:
-        argv += ["--requirement", rid]
+        argv.append(f"--topology={Path(args.topology).resolve()}")
+    argv += [f"--requirement={rid}" for rid in args.requirement]
     return int(pytest.main(argv + extra))
 
 
@@ -47,6 +49,30 @@ def _topology(args: argparse.Namespace) -> int:
     clusters = sum(len(dc.clusters) for dc in topo.datacenters)
     print(f"{args.file}: topology {topo.name!r} is valid: {len(topo.datacenters)} datacenter(s), "
           f"{clusters} cluster(s), {hosts} clustered host(s)")
+    return 0
+
+
+def check_ids() -> dict[str, list[str]]:
+    """Requirement id -> the checks (module::function) that cite it, read from the check modules."""
+    import importlib
+    import pkgutil
+
+    import conformance.checks
+
+    out: dict[str, list[str]] = {}
+    for info in pkgutil.iter_modules(conformance.checks.__path__):
+        module = importlib.import_module(f"conformance.checks.{info.name}")
+        for name, fn in sorted(vars(module).items()):
+            for mark in getattr(fn, "pytestmark", []):
+                if name.startswith("test_") and mark.name == "requirement":
+                    out.setdefault(mark.args[0], []).append(f"{info.name}.py::{name}")
+    return out
+
+
+def _requirements(_: argparse.Namespace) -> int:
+    from conformance.requirements import catalogue_markdown
+
+    print(catalogue_markdown(check_ids()), end="")
     return 0
 
 
@@ -68,13 +94,15 @@ def main(argv: list[str] | None = None) -> int:
                      help="run only this requirement's checks (repeatable)")
     topo = sub.add_parser("topology", help="check a topology file and summarize it")
     topo.add_argument("file")
+    sub.add_parser("requirements", help="print the requirement catalogue (docs/requirements.md)")
     sub.add_parser("version", help="print versions")
     args, extra = parser.parse_known_args(argv)
     if args.command == "run":
         return _run(args, extra)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return _topology(args) if args.command == "topology" else _version(args)
+    commands = {"topology": _topology, "requirements": _requirements, "version": _version}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -138,7 +138,7 @@ class _Session:
             current.outcome, current.message = "error", "teardown: " + _message(report)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.requirements:
+        if not self.requirements or session.config.option.collectonly:
             return
         cls = self.driver_class
         driver = ({"class": f"{cls.__module__}:{cls.__qualname__}",

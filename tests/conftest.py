@@ -36,7 +36,7 @@ def sim() -> Iterator[Endpoint]:
 
 
 @pytest.fixture(scope="session")
-def oracle(sim: Endpoint) -> Iterator[Oracle]:
+def sim_oracle(sim: Endpoint) -> Iterator[Oracle]:
     o = Oracle(sim.host, sim.port, sim.username, sim.password, str(sim.ca_file))
     yield o
     o.close()

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import requests
 from conformance.harness import Endpoint, SimulatorError, docker_available, running_simulator, start_simulator
 from conformance.oracle import Oracle, OracleError
 from conformance.topology import HostSpec, Topology, load_topology
-
 from tests.conftest import REPO, backend_params
 
 

@@ -89,7 +89,7 @@ def test_a_mistake_is_one_line_naming_file_and_field(tmp_path: Path, change: tup
     ("", "top level: expected a mapping"),
 ])
 def test_unreadable_files_get_one_line(tmp_path: Path, text: str, expected: str) -> None:
-    with pytest.raises(TopologyError, match="^[^\n]*$") as err:
+    with pytest.raises(TopologyError, match=r"^[^\n]*$") as err:
         load_topology(write(tmp_path, text))
     assert expected in str(err.value)
 

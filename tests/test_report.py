@@ -1,0 +1,47 @@
+"""Verdict rules and report shape (pure logic: outcomes in, report out)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conformance.report import CONFORMANT, NONCONFORMANT, CheckResult, build_report, summary_lines, write_json
+from conformance.requirements import REQUIREMENTS
+
+
+def all_passed() -> list[CheckResult]:
+    return [CheckResult(f"test_{rid}", (rid,), "passed") for rid in REQUIREMENTS]
+
+
+def report(results: list[CheckResult]) -> dict:  # type: ignore[type-arg]
+    return build_report(results, versions={"suite": "0"}, driver={"class": "d"}, environment={})
+
+
+def test_every_mandatory_requirement_passed_is_conformant() -> None:
+    r = report(all_passed())
+    assert r["verdict"] == CONFORMANT and r["reasons"] == []
+
+
+def test_one_failure_is_nonconformant_and_named() -> None:
+    results = all_passed()
+    results[0] = CheckResult(results[0].check, results[0].requirements, "failed", "observed 1, required 2")
+    r = report(results)
+    assert r["verdict"] == NONCONFORMANT
+    assert r["reasons"] == [f"{results[0].requirements[0]} failed"]
+    assert r["checks"][0]["message"] == "observed 1, required 2"
+
+
+def test_a_mandatory_requirement_skipped_or_not_run_is_not_conformant() -> None:
+    skipped = all_passed()
+    skipped[1].outcome = "skipped"
+    assert report(skipped)["verdict"] == NONCONFORMANT
+    assert report(all_passed()[1:])["reasons"] == [f"mandatory {next(iter(REQUIREMENTS))} not run"]
+
+
+def test_report_is_written_as_json_and_summarized(tmp_path: Path) -> None:
+    r = report(all_passed())
+    path = write_json(r, tmp_path / "out")
+    assert json.loads(path.read_text())["verdict"] == CONFORMANT
+    lines = summary_lines(r)
+    assert lines[-1] == "verdict: CONFORMANT"
+    assert len(lines) == len(REQUIREMENTS) + 2
