@@ -67,6 +67,13 @@ test: $(VENV)/.installed $(FAKEVC) lint go-test
 	fi
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
 
+# Benchmarks write their results under bench/results/ (committed); `make bench` needs Docker for the
+# container figures and says so in the results when it is missing.
+bench: $(VENV)/.installed $(FAKEVC)
+	@if $(PY) -c 'from conformance.harness import docker_available as d; raise SystemExit(1 if d() else 0)'; then \
+		$(MAKE) --no-print-directory image; fi
+	$(PY) bench/startup.py
+
 selftest: $(VENV)/.installed $(FAKEVC)
 	$(VENV)/bin/pytest tests/test_selftest.py $(PYTEST_ARGS)
 
