@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypedDict
 
 __all__ = [
+    "CAPABILITIES",
     "AuthenticationFailed",
     "ComputeDriver",
     "DriverConfig",
@@ -20,6 +21,7 @@ __all__ = [
     "Instance",
     "InstanceInfo",
     "InstanceNotFound",
+    "InventoryRecord",
     "NodeNotFound",
     "Resources",
     "SpawnFailed",
@@ -99,8 +101,23 @@ class InstanceInfo:
     nodename: str
 
 
+class InventoryRecord(TypedDict):
+    """One resource class of a placement-style inventory (as Nova's placement service takes it)."""
+
+    total: int
+    reserved: int
+    min_unit: int
+    max_unit: int
+    step_size: int
+    allocation_ratio: float
+
+
 class Resources(TypedDict, total=False):
-    """The figures ``get_available_resource`` returns for one node (memory in MiB, disk in GiB)."""
+    """The figures ``get_available_resource`` returns for one node (memory in MiB, disk in GiB).
+
+    A driver declaring the ``placement_inventory`` capability also returns ``inventory``: VCPU, MEMORY_MB
+    and DISK_GB records, where ``max_unit`` is the largest single host (or datastore) of the cluster.
+    """
 
     vcpus: int
     memory_mb: int
@@ -112,6 +129,14 @@ class Resources(TypedDict, total=False):
     hypervisor_version: int
     hypervisor_hostname: str
     cpu_info: str
+    inventory: dict[str, InventoryRecord]
+
+
+#: Optional capabilities a driver may declare (``ComputeDriver.capabilities``); each gates optional checks.
+CAPABILITIES = {
+    "placement_inventory": "get_available_resource also returns a placement-style 'inventory'",
+    "update_notifications": "wait_for_changes() follows vCenter changes (PropertyCollector WaitForUpdatesEx)",
+}
 
 
 class ComputeDriver(abc.ABC):
@@ -177,6 +202,14 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def get_info(self, instance: Instance) -> InstanceInfo:
         """The instance's state and node. Raises InstanceNotFound when no managed VM carries its uuid."""
+
+    def wait_for_changes(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds until vCenter reports a change to the managed clusters (a host
+        added, removed or changing state, a cluster renamed or destroyed, figures moving); then refresh and
+        return True. Return False when nothing changed in time. Only for drivers declaring
+        ``update_notifications``; raises VCenterUnavailable like a refresh.
+        """
+        raise NotImplementedError("this driver does not declare the update_notifications capability")
 
     def close(self) -> None:  # noqa: B027 - optional: a driver holding nothing need not override it
         """Log out and release what the driver holds. Safe to call twice."""
