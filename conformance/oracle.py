@@ -1,29 +1,32 @@
 """The oracle: reads vCenter's inventory on its own (never through the driver) and says what is expected.
 
 Expected values in every check come from here. The oracle also performs the vCenter-side changes that
-checks need (creating a cluster, adding a host), so a check never relies on the driver to set up its own
-examination. Its reads are bulk PropertyCollector queries, so it is as cheap on a large inventory as on a
-small one.
+checks need (creating a cluster, moving a host, powering a VM on), so a check never relies on the driver
+to set up its own examination. Its reads are bulk PropertyCollector queries, so it is as cheap on a large
+inventory as on a small one. It logs in again by itself when vCenter ends its session (a reset or restart).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import re
 import ssl
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
 from conformance.contract import node_name
 
-__all__ = ["ClusterFacts", "HostFacts", "Inventory", "Oracle", "OracleError", "VmFacts"]
+__all__ = ["ClusterFacts", "DatastoreFacts", "HostFacts", "Inventory", "Oracle", "OracleError", "VmFacts"]
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
+T = TypeVar("T")
 
 
 class OracleError(RuntimeError):
@@ -36,8 +39,10 @@ class HostFacts:
     name: str
     parent: str  # moref of the ClusterComputeResource or (standalone) ComputeResource
     parent_path: str  # inventory path of that parent
+    cores: int
     threads: int
     memory_bytes: int
+    memory_used_mb: int  # quickStats.overallMemoryUsage
     connection_state: str
     maintenance: bool
     datastores: tuple[str, ...]
@@ -49,6 +54,20 @@ class HostFacts:
 
 
 @dataclass(frozen=True)
+class DatastoreFacts:
+    moref: str
+    name: str
+    capacity: int
+    free: int
+    accessible: bool
+    maintenance: str
+
+    @property
+    def usable(self) -> bool:
+        return self.accessible and self.maintenance in ("", "normal")
+
+
+@dataclass(frozen=True)
 class ClusterFacts:
     moref: str
     name: str
@@ -56,6 +75,7 @@ class ClusterFacts:
     datacenter: str  # moref
     resource_pool: str  # moref of the root pool
     hosts: tuple[HostFacts, ...]
+    datastores: tuple[DatastoreFacts, ...]
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,8 @@ class Inventory:
     clusters: dict[str, ClusterFacts] = field(default_factory=dict)  # by moref
     standalone_hosts: dict[str, HostFacts] = field(default_factory=dict)  # by moref
     datastores: dict[str, str] = field(default_factory=dict)  # moref -> name
+    datacenters: dict[str, str] = field(default_factory=dict)  # moref -> name
+    pools: dict[str, str] = field(default_factory=dict)  # resource pool moref -> inventory path
 
     def cluster(self, ref: str) -> ClusterFacts | None:
         """The cluster a configuration entry names: a moref or an inventory path."""
@@ -86,6 +108,12 @@ class Inventory:
             return self.clusters[ref]
         want = "/" + ref.strip("/")
         return next((c for c in self.clusters.values() if c.path == want), None)
+
+    def by_path(self, path: str) -> ClusterFacts:
+        c = self.cluster(path)
+        if c is None:
+            raise OracleError(f"oracle: no cluster at {path}")
+        return c
 
     def expected_nodes(self, configured: Iterable[str]) -> dict[str, ClusterFacts]:
         """Node name -> cluster, for every configured cluster that exists (NODE-01)."""
@@ -96,13 +124,40 @@ class Inventory:
                 out[node_name(c.moref, self.vcenter_uuid)] = c
         return out
 
+    def host(self, moref: str) -> HostFacts:
+        for c in self.clusters.values():
+            for h in c.hosts:
+                if h.moref == moref:
+                    return h
+        return self.standalone_hosts[moref]
+
     @staticmethod
-    def expected_resources(cluster: ClusterFacts) -> dict[str, int]:
-        """What a node must report (RES-01): the sum over connected hosts not in maintenance mode of
-        their hardware threads (vcpus) and memory (memory_mb, MiB)."""
+    def expected_resources(cluster: ClusterFacts, datastore_regex: str | None = None) -> dict[str, int]:
+        """What a node must report.
+
+        RES-01: vcpus and memory_mb are the sums over connected hosts not in maintenance mode of their
+        hardware threads and memory (MiB). RES-05: memory_mb_used is the sum of those hosts'
+        quickStats.overallMemoryUsage. RES-02: local_gb and local_gb_used come from the cluster's usable
+        datastores that match the filter, each counted once, summed in bytes and then floored to GiB.
+        """
         hosts = [h for h in cluster.hosts if h.schedulable]
+        stores = [d for d in cluster.datastores
+                  if d.usable and (datastore_regex is None or re.fullmatch(datastore_regex, d.name))]
+        capacity = sum(d.capacity for d in stores)
         return {"vcpus": sum(h.threads for h in hosts),
-                "memory_mb": sum(h.memory_bytes for h in hosts) // MIB}
+                "memory_mb": sum(h.memory_bytes for h in hosts) // MIB,
+                "memory_mb_used": sum(h.memory_used_mb for h in hosts),
+                "local_gb": capacity // GIB,
+                "local_gb_used": (capacity - sum(d.free for d in stores)) // GIB}
+
+    @staticmethod
+    def largest_host(cluster: ClusterFacts) -> dict[str, int]:
+        """The largest single schedulable host's threads and memory, and the largest usable datastore
+        (RES-06: placement's max_unit)."""
+        hosts = [h for h in cluster.hosts if h.schedulable]
+        return {"VCPU": max((h.threads for h in hosts), default=0),
+                "MEMORY_MB": max((h.memory_bytes // MIB for h in hosts), default=0),
+                "DISK_GB": max((d.capacity // GIB for d in cluster.datastores if d.usable), default=0)}
 
 
 def wait_for_task(task: Any, timeout: float = 60.0) -> Any:
@@ -128,10 +183,30 @@ def _props(obj: Any) -> dict[str, Any]:
     return {p.name: p.val for p in obj.propSet}
 
 
+def _relogin(method: Callable[..., T]) -> Callable[..., T]:
+    """Run an oracle method; if vCenter ended the session (reset, restart, expiry), log in and run it again."""
+    @functools.wraps(method)
+    def run(self: Oracle, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except (vim.fault.NotAuthenticated, ConnectionError):
+            self._connect()
+            return method(self, *args, **kwargs)
+    return run
+
+
 class Oracle:
     """An independent pyvmomi session to vCenter (its own login, its own queries)."""
 
     def __init__(self, host: str, port: int, username: str, password: str, ca_file: str | None) -> None:
+        self._login = (host, port, username, password, ca_file)
+        self._connect()
+
+    def __repr__(self) -> str:
+        return f"Oracle({self._login[0]}:{self._login[1]})"
+
+    def _connect(self) -> None:
+        host, port, username, password, ca_file = self._login
         context = ssl.create_default_context(cafile=ca_file)
         try:
             self.si = SmartConnect(host=host, port=port, user=username, pwd=password, sslContext=context,
@@ -147,6 +222,9 @@ class Oracle:
         with contextlib.suppress(Exception):
             Disconnect(self.si)
 
+    def _obj(self, kind: Any, moref: str) -> Any:
+        return kind(moref, self.si._stub)
+
     # -- reads -----------------------------------------------------------------------------------------
 
     def _retrieve(self, types: Sequence[type], props: dict[type, list[str]]) -> list[Any]:
@@ -154,55 +232,68 @@ class Oracle:
         content = self.content
         view = content.viewManager.CreateContainerView(content.rootFolder, list(types), True)
         try:
-            spec = vmodl.query.PropertyCollector.FilterSpec(
-                objectSet=[vmodl.query.PropertyCollector.ObjectSpec(
-                    obj=view, skip=True,
-                    selectSet=[vmodl.query.PropertyCollector.TraversalSpec(
-                        name="view", path="view", skip=False, type=vim.view.ContainerView)])],
-                propSet=[vmodl.query.PropertyCollector.PropertySpec(type=t, pathSet=p) for t, p in props.items()])
-            pc = content.propertyCollector
-            result = pc.RetrievePropertiesEx([spec], vmodl.query.PropertyCollector.RetrieveOptions())
+            pc = vmodl.query.PropertyCollector
+            spec = pc.FilterSpec(
+                objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[
+                    pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)])],
+                propSet=[pc.PropertySpec(type=t, pathSet=p) for t, p in props.items()])
+            collector = content.propertyCollector
+            result = collector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
             objects = []
             while result is not None:
                 objects.extend(result.objects)
-                result = pc.ContinueRetrievePropertiesEx(result.token) if result.token else None
+                result = collector.ContinueRetrievePropertiesEx(result.token) if result.token else None
             return objects
         finally:
             view.DestroyView()
 
+    @_relogin
     def inventory(self) -> Inventory:
-        """A fresh snapshot of datacenters, folders, clusters, hosts and datastores."""
+        """A fresh snapshot of datacenters, folders, clusters, hosts, pools and datastores."""
         objs = self._retrieve(
-            [vim.Datacenter, vim.Folder, vim.ComputeResource, vim.HostSystem, vim.Datastore],
+            [vim.Datacenter, vim.Folder, vim.ComputeResource, vim.HostSystem, vim.Datastore, vim.ResourcePool],
             {vim.ManagedEntity: ["name", "parent"],
-             vim.ClusterComputeResource: ["resourcePool"],
-             vim.HostSystem: ["summary.hardware.numCpuThreads", "summary.hardware.memorySize",
-                              "runtime.connectionState", "runtime.inMaintenanceMode", "datastore"]})
+             vim.ComputeResource: ["resourcePool", "datastore"],
+             vim.HostSystem: ["summary.hardware.numCpuThreads", "summary.hardware.numCpuCores",
+                              "summary.hardware.memorySize", "summary.quickStats.overallMemoryUsage",
+                              "runtime.connectionState", "runtime.inMaintenanceMode", "datastore"],
+             vim.Datastore: ["summary.capacity", "summary.freeSpace", "summary.accessible",
+                             "summary.maintenanceMode"]})
         by_ref = {o.obj._moId: (o.obj, _props(o)) for o in objs}
+        root = self.content.rootFolder._moId
 
         def path(ref: str) -> tuple[str, str]:
             """(inventory path, datacenter moref) of an entity."""
             parts, dc = [], ""
-            while ref in by_ref:
+            while ref in by_ref and ref != root:
                 obj, p = by_ref[ref]
                 parts.append(p["name"])
                 if isinstance(obj, vim.Datacenter):
                     dc = ref
                 parent = p.get("parent")
-                if parent is None or parent._moId == self.content.rootFolder._moId:
-                    break
-                ref = parent._moId
+                ref = parent._moId if parent is not None else root
             return "/" + "/".join(reversed(parts)), dc
 
         inv = Inventory(self.vcenter_uuid)
         hosts: dict[str, list[HostFacts]] = {}
+        stores: dict[str, DatastoreFacts] = {}
+        for ref, (obj, p) in by_ref.items():
+            if isinstance(obj, vim.Datastore):
+                inv.datastores[ref] = p["name"]
+                stores[ref] = DatastoreFacts(ref, p["name"], int(p["summary.capacity"]), int(p["summary.freeSpace"]),
+                                             bool(p["summary.accessible"]), str(p.get("summary.maintenanceMode") or ""))
+            elif isinstance(obj, vim.Datacenter):
+                inv.datacenters[ref] = p["name"]
+            elif isinstance(obj, vim.ResourcePool):
+                inv.pools[ref] = path(ref)[0]
         for ref, (obj, p) in by_ref.items():
             if isinstance(obj, vim.HostSystem):
                 parent = p["parent"]
                 h = HostFacts(
                     moref=ref, name=p["name"], parent=parent._moId, parent_path=path(parent._moId)[0],
-                    threads=int(p["summary.hardware.numCpuThreads"]),
+                    cores=int(p["summary.hardware.numCpuCores"]), threads=int(p["summary.hardware.numCpuThreads"]),
                     memory_bytes=int(p["summary.hardware.memorySize"]),
+                    memory_used_mb=int(p.get("summary.quickStats.overallMemoryUsage") or 0),
                     connection_state=str(p["runtime.connectionState"]),
                     maintenance=bool(p["runtime.inMaintenanceMode"]),
                     datastores=tuple(d._moId for d in p.get("datastore", [])))
@@ -210,15 +301,16 @@ class Oracle:
                     hosts.setdefault(h.parent, []).append(h)
                 else:
                     inv.standalone_hosts[ref] = h
-            elif isinstance(obj, vim.Datastore):
-                inv.datastores[ref] = p["name"]
         for ref, (obj, p) in by_ref.items():
             if isinstance(obj, vim.ClusterComputeResource):
                 cpath, dc = path(ref)
-                inv.clusters[ref] = ClusterFacts(ref, p["name"], cpath, dc, p["resourcePool"]._moId,
-                                                 tuple(sorted(hosts.get(ref, []), key=lambda h: h.name)))
+                inv.clusters[ref] = ClusterFacts(
+                    ref, p["name"], cpath, dc, p["resourcePool"]._moId,
+                    tuple(sorted(hosts.get(ref, []), key=lambda h: h.name)),
+                    tuple(stores[d._moId] for d in p.get("datastore", []) if d._moId in stores))
         return inv
 
+    @_relogin
     def find_vms(self, instance_uuid: str) -> list[VmFacts]:
         """Every VM whose instanceUuid is the given uuid (a correct spawn makes exactly one)."""
         found = self.content.searchIndex.FindAllByUuid(uuid=instance_uuid, vmSearch=True, instanceUuid=True)
@@ -236,24 +328,47 @@ class Oracle:
 
     # -- changes (set-up for checks, never through the driver) ------------------------------------------
 
-    def _datacenter(self, moref: str) -> Any:
-        return vim.Datacenter(moref, self.si._stub)
+    @_relogin
+    def create_datacenter(self, name: str) -> str:
+        return str(self.content.rootFolder.CreateDatacenter(name=name)._moId)
 
+    @_relogin
     def create_cluster(self, datacenter: str, name: str) -> str:
         """Create an empty cluster in the datacenter's host folder; return its moref."""
-        dc = self._datacenter(datacenter)
-        cluster = dc.hostFolder.CreateClusterEx(name=name, spec=vim.cluster.ConfigSpecEx())
-        return str(cluster._moId)
+        dc = self._obj(vim.Datacenter, datacenter)
+        return str(dc.hostFolder.CreateClusterEx(name=name, spec=vim.cluster.ConfigSpecEx())._moId)
 
+    @_relogin
     def add_host(self, cluster: str, host_name: str) -> str:
         """Add a (simulated) host to a cluster; return the host's moref."""
         spec = vim.host.ConnectSpec(hostName=host_name, force=True)
-        task = vim.ClusterComputeResource(cluster, self.si._stub).AddHost_Task(spec=spec, asConnected=True)
+        task = self._obj(vim.ClusterComputeResource, cluster).AddHost_Task(spec=spec, asConnected=True)
         return str(wait_for_task(task)._moId)
 
+    @_relogin
+    def rename(self, moref: str, kind: Any, name: str) -> None:
+        wait_for_task(self._obj(kind, moref).Rename_Task(newName=name))
+
+    @_relogin
+    def move_host(self, host: str, cluster: str) -> None:
+        """Move a host into another cluster (MoveInto_Task on the destination)."""
+        dest = self._obj(vim.ClusterComputeResource, cluster)
+        wait_for_task(dest.MoveInto_Task(host=[self._obj(vim.HostSystem, host)]))
+
+    @_relogin
+    def set_maintenance(self, host: str, on: bool) -> None:
+        h = self._obj(vim.HostSystem, host)
+        wait_for_task(h.EnterMaintenanceMode_Task(timeout=0) if on else h.ExitMaintenanceMode_Task(timeout=0))
+
+    @_relogin
+    def power(self, vm: str, on: bool) -> None:
+        v = self._obj(vim.VirtualMachine, vm)
+        wait_for_task(v.PowerOnVM_Task() if on else v.PowerOffVM_Task())
+
+    @_relogin
     def destroy(self, moref: str, kind: type) -> None:
         """Destroy a managed entity (VM, cluster...), powering a VM off first. Missing is fine."""
-        obj = kind(moref, self.si._stub)
+        obj = self._obj(kind, moref)
         try:
             if isinstance(obj, vim.VirtualMachine) and obj.runtime.powerState == "poweredOn":
                 wait_for_task(obj.PowerOffVM_Task())

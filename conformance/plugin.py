@@ -1,36 +1,34 @@
-"""The vcconform pytest plugin (entry point ``pytest11``): options, fixtures and the certification report.
-
-Fixtures: ``vcenter`` (a running fake vCenter, session-wide), ``oracle`` (an independent view of its
-inventory), ``driver_class``, ``make_driver`` / ``driver`` (drivers under test, closed after each check)
-and ``cleanup`` (undoes what a check created in vCenter, even when the check fails).
+"""The vcconform pytest plugin (entry point ``pytest11``): options, check selection, gating, and the report.
 
 Every option exists three times, with one precedence: command line, then environment, then ini key, then
-the default. The plugin is inert in a run that collects no checks (no fake vCenter, no report).
+the default. The plugin is inert in a run that collects no checks (no fake vCenter, no report). The
+fixtures the checks use live in conformance/fixtures.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
+import json
 import os
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+import platform
+import random
+from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pyVmomi import vim
 
-from conformance.contract import ComputeDriver, DriverConfig, DriverError
+from conformance.contract import CAPABILITIES, ComputeDriver
 from conformance.drivers import REFERENCE_DRIVER, DriverLoadError, load_driver_class
-from conformance.harness import BACKENDS, REPO, Endpoint, SimulatorError, start_simulator
-from conformance.oracle import Oracle, OracleError
-from conformance.report import NONCONFORMANT, CheckResult, build_report, summary_lines, write_json
-from conformance.requirements import REQUIREMENTS
-from conformance.topology import Topology, TopologyError, load_topology
+from conformance.harness import BACKENDS, REPO
+from conformance.report import CheckResult, build_report, summary_lines, write_html, write_json
+from conformance.requirements import MANDATORY, REQUIREMENTS
 
 DEFAULT_TOPOLOGY = str(REPO / "fixtures" / "topologies" / "standard.yaml")
+HETEROGENEOUS_TOPOLOGY = str(REPO / "fixtures" / "topologies" / "heterogeneous.yaml")
+ENV_KEY = "vcconform_env"
+EVIDENCE_KEY = "vcconform_evidence"
 
 
 @dataclass(frozen=True)
@@ -38,6 +36,7 @@ class Option:
     flag: str
     default: str | None
     help: str
+    flag_only: bool = False  # a switch: true when given, or when its env/ini twin says so
 
     @property
     def key(self) -> str:
@@ -52,16 +51,32 @@ OPTIONS = [
     Option("--driver", REFERENCE_DRIVER, "driver under test, as package.module:Class"),
     Option("--vcsim-backend", "process", "run the fake vCenter as a local 'process' or a 'container'"),
     Option("--topology", DEFAULT_TOPOLOGY, "topology file the fake vCenter starts with"),
-    Option("--report-dir", None, "write report.json here (JUnit XML comes from pytest's --junitxml)"),
+    Option("--heterogeneous-topology", HETEROGENEOUS_TOPOLOGY,
+           "second topology (hosts of many sizes and states) for the resource checks"),
+    Option("--report-dir", None, "write report.json and report.html here (JUnit XML: pytest's --junitxml)"),
     Option("--vcsim-timeout", "30", "seconds to wait for the fake vCenter to be ready"),
+    Option("--seed", None, "random seed for names and uuids the checks make (default: a new one, recorded)"),
+    Option("--eff-max-calls", "4", "EFF-01: most vCenter calls allowed for one full refresh, at any cluster count"),
+    Option("--vcenter-url", None, "run against this existing vCenter (https://host/sdk) instead of the fake one"),
+    Option("--vcenter-username", None, "user for --vcenter-url"),
+    Option("--vcenter-password-env", "VCCONFORM_VCENTER_PASSWORD",
+           "name of the environment variable that holds the password for --vcenter-url"),
+    Option("--vcenter-ca-file", None, "CA bundle for --vcenter-url (default: the system store)"),
+    Option("--vcenter-inventory", None,
+           "YAML describing the existing vCenter: clusters (paths) to manage, optional scratch_datacenter"),
+    Option("--certify", None, "certification run: no mandatory check may skip; record what reproduces it",
+           flag_only=True),
 ]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("vcconform", "vcconform conformance suite")
     for o in OPTIONS:
-        text = f"{o.help} (ini {o.key}, env {o.env}; default {o.default})"
-        group.addoption(o.flag, dest=o.key, default=None, help=text)
+        text = f"{o.help} (ini {o.key}, env {o.env}" + (f"; default {o.default})" if o.default else ")")
+        if o.flag_only:
+            group.addoption(o.flag, dest=o.key, action="store_true", default=None, help=text)
+        else:
+            group.addoption(o.flag, dest=o.key, default=None, help=text)
         parser.addini(o.key, help=text, default=None)
     group.addoption("--requirement", dest="vcconform_requirement", action="append", default=[],
                     metavar="ID", help="run only the checks of this requirement (repeatable), e.g. NODE-01")
@@ -78,6 +93,14 @@ def setting(config: pytest.Config, flag: str) -> str | None:
     return o.default
 
 
+def switch(config: pytest.Config, flag: str) -> bool:
+    return (setting(config, flag) or "").lower() in ("1", "true", "yes", "on")
+
+
+def requirement_ids(item: pytest.Item) -> tuple[str, ...]:
+    return tuple(m.args[0] for m in item.iter_markers("requirement"))
+
+
 class _Session:
     """The run's hooks and state: which items are checks, their outcomes, and what the report needs."""
 
@@ -85,10 +108,15 @@ class _Session:
         self.config = config
         self.requirements: dict[str, tuple[str, ...]] = {}  # nodeid -> requirement ids
         self.results: dict[str, CheckResult] = {}
-        self.endpoint: Endpoint | None = None
         self.driver_class: type[ComputeDriver] | None = None
-        self.environment: dict[str, Any] = {}
+        self.environment: dict[str, Any] = {}  # filled by the vcenter fixture (in xdist: from the workers)
         self.report: dict[str, Any] | None = None
+        self.certify = switch(config, "--certify")
+        seed = setting(config, "--seed")
+        if not seed:
+            # xdist workers inherit the controller's seed through the environment.
+            seed = os.environ.setdefault("VCCONFORM_SEED", str(random.randrange(2**32)))
+        self.seed = int(seed)
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         wanted = {r.upper() for r in config.getoption("vcconform_requirement")}
@@ -98,10 +126,13 @@ class _Session:
                                     f"(known: {', '.join(REQUIREMENTS)})")
         keep, drop = [], []
         for item in items:
-            ids = tuple(m.args[0] for m in item.iter_markers("requirement"))
+            ids = requirement_ids(item)
             for rid in ids:
                 if rid not in REQUIREMENTS:
                     raise pytest.UsageError(f"{item.nodeid}: unknown requirement id {rid!r}")
+            for m in item.iter_markers("capability"):
+                if m.args[0] not in CAPABILITIES:
+                    raise pytest.UsageError(f"{item.nodeid}: unknown capability {m.args[0]!r}")
             if ids and wanted and not wanted.intersection(ids):
                 drop.append(item)
                 continue
@@ -121,35 +152,70 @@ class _Session:
             if backend not in BACKENDS:
                 raise pytest.UsageError(f"--vcsim-backend {backend!r}: expected one of {', '.join(BACKENDS)}")
 
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Optional checks run only for drivers that declare the capability they need."""
+        declared = getattr(self.driver_class, "capabilities", {}) or {}
+        for m in item.iter_markers("capability"):
+            if not declared.get(m.args[0]):
+                pytest.skip(f"optional: the driver does not declare capability {m.args[0]!r} "
+                            f"({CAPABILITIES[m.args[0]]})")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item,
+                                  call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if item.nodeid not in self.requirements:
+            return report
+        evidence = item.stash.get(EVIDENCE, None)
+        if evidence:
+            report.user_properties.append((EVIDENCE_KEY, json.dumps(evidence)))
+        if self.environment and report.when == "setup":
+            report.user_properties.append((ENV_KEY, json.dumps(self.environment)))
+        if self.certify and report.skipped and report.when in ("setup", "call"):
+            mandatory = [r for r in requirement_ids(item) if REQUIREMENTS[r].level == MANDATORY]
+            if mandatory:
+                report.outcome = "failed"
+                report.longrepr = (f"certify: mandatory {', '.join(mandatory)} may not be skipped "
+                                   f"(it would have skipped: {_message_of_skip(report)})")
+        return report
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         rids = self.requirements.get(report.nodeid)
         if rids is None:
             return
+        props = dict(report.user_properties)
+        if ENV_KEY in props and not self.environment:
+            self.environment = json.loads(str(props[ENV_KEY]))
         current = self.results.get(report.nodeid)
         if report.when == "setup":
             outcome = "error" if report.failed else "skipped" if report.skipped else "passed"
-            self.results[report.nodeid] = CheckResult(report.nodeid, rids, outcome,
-                                                      _message(report) if outcome != "passed" else "")
+            current = self.results[report.nodeid] = CheckResult(
+                report.nodeid, rids, outcome, _message(report) if outcome != "passed" else "")
         elif report.when == "call" and current is not None:
             current.outcome = report.outcome
             current.message = _message(report) if not report.passed else ""
             current.duration_s = report.duration
         elif report.when == "teardown" and report.failed and current is not None and current.outcome == "passed":
             current.outcome, current.message = "error", "teardown: " + _message(report)
+        if current is not None and EVIDENCE_KEY in props:
+            current.evidence = json.loads(str(props[EVIDENCE_KEY]))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.requirements or session.config.option.collectonly:
             return
+        if hasattr(session.config, "workerinput"):
+            return  # an xdist worker: the controller writes the report
         cls = self.driver_class
         driver = ({"class": f"{cls.__module__}:{cls.__qualname__}",
                    "version": str(getattr(cls, "version", "unknown")),
-                   "capabilities": dict(getattr(cls, "capabilities", {}))} if cls else {})
+                   "capabilities": dict(getattr(cls, "capabilities", {}) or {})} if cls else {})
         self.report = build_report(self.results.values(), versions=self.versions(), driver=driver,
-                                   environment=self.environment)
+                                   environment=self.environment, reproduce=self.reproduce())
         directory = setting(session.config, "--report-dir")
         if directory:
             write_json(self.report, Path(directory))
-        if self.report["verdict"] == NONCONFORMANT and session.exitstatus == 0:
+            write_html(self.report, Path(directory))
+        if self.report["verdict"] != "CONFORMANT" and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -160,150 +226,48 @@ class _Session:
             terminalreporter.write_line(line)
 
     def versions(self) -> dict[str, str]:
-        v = {"suite": importlib.metadata.version("vcconform")}
-        if self.endpoint is not None:
-            v.update({f"simulator.{k}": val for k, val in self.endpoint.versions.items()})
+        v = {"suite": importlib.metadata.version("vcconform"), "python": platform.python_version(),
+             "pyvmomi": importlib.metadata.version("pyvmomi")}
+        v.update({f"simulator.{k}": str(val) for k, val in self.environment.get("versions", {}).items()})
         return v
 
+    def reproduce(self) -> dict[str, Any]:
+        """What a certification engineer needs to run this again and get the same checks."""
+        args = [a for a in self.config.invocation_params.args if "password" not in a.lower()]
+        return {"seed": self.seed, "certify": self.certify, "arguments": args,
+                "topologies": self.environment.get("topologies", {})}
 
+
+EVIDENCE = pytest.StashKey[dict[str, Any]]()
 _KEY = pytest.StashKey[_Session]()
 
 
-def _state(config: pytest.Config) -> _Session:
+def state(config: pytest.Config) -> _Session:
     return config.stash[_KEY]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(id): the requirement (e.g. NODE-01) a check verifies")
+    config.addinivalue_line("markers", "capability(name): an optional check for drivers declaring it")
+    config.addinivalue_line("markers", "resets: the fake vCenter is reset to its topology after this check")
+    config.addinivalue_line("markers", "needs_control: the check drives the fake vCenter's control API")
     config.stash[_KEY] = _Session(config)
     config.pluginmanager.register(config.stash[_KEY], "vcconform-session")
+    config.pluginmanager.import_plugin("conformance.fixtures")
+
+
+def _message_of_skip(report: pytest.TestReport) -> str:
+    if isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return str(report.longrepr)
 
 
 def _message(report: pytest.TestReport) -> str:
-    """One line saying why a check did not pass."""
-    if report.skipped and isinstance(report.longrepr, tuple):
-        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    """One line (or a few) saying why a check did not pass."""
+    if report.skipped:
+        return _message_of_skip(report)
     crash = getattr(report.longrepr, "reprcrash", None)
     if crash is not None:  # the check's own words, without pytest's re-evaluation of the assert
         return str(crash.message).split("\nassert ")[0]
     lines = str(report.longrepr or "").strip().splitlines()
     return lines[-1] if lines else ""
-
-
-# -- fixtures ----------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def topology(pytestconfig: pytest.Config) -> Topology:
-    """The topology the fake vCenter was started with."""
-    try:
-        return load_topology(setting(pytestconfig, "--topology") or DEFAULT_TOPOLOGY)
-    except TopologyError as e:
-        pytest.exit(f"vcconform: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
-
-
-@pytest.fixture(scope="session")
-def vcenter(pytestconfig: pytest.Config, topology: Topology) -> Iterator[Endpoint]:
-    """A fake vCenter loaded with the topology, for the whole run; stopped however the run ends."""
-    state = _state(pytestconfig)
-    backend = setting(pytestconfig, "--vcsim-backend") or "process"
-    started = time.monotonic()
-    try:
-        endpoint = start_simulator(topology, backend, trace=pytestconfig.getoption("vcconform_vcsim_trace"),
-                                   timeout=float(setting(pytestconfig, "--vcsim-timeout") or 30))
-    except SimulatorError as e:
-        pytest.exit(f"vcconform: {e}", returncode=pytest.ExitCode.INTERNAL_ERROR)
-    state.endpoint = endpoint
-    state.environment = {"backend": backend, "topology": topology.name, "topology_file": topology.source,
-                         "topology_sha256": topology.digest,
-                         "simulator_ready_s": round(time.monotonic() - started, 3)}
-    try:
-        yield endpoint
-    finally:
-        _keep_trace(pytestconfig, endpoint)
-        endpoint.stop()
-
-
-def _keep_trace(config: pytest.Config, endpoint: Endpoint) -> None:
-    directory = setting(config, "--report-dir")
-    trace = endpoint.state_dir / "trace.log"
-    if directory and trace.exists():
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        trace.replace(Path(directory) / "simulator-trace.log")
-
-
-@pytest.fixture(scope="session")
-def oracle(vcenter: Endpoint) -> Iterator[Oracle]:
-    """An independent session on the fake vCenter: expected values and set-up changes come from here."""
-    try:
-        o = Oracle(vcenter.host, vcenter.port, vcenter.username, vcenter.password, str(vcenter.ca_file))
-    except OracleError as e:
-        pytest.exit(f"vcconform: {e}", returncode=pytest.ExitCode.INTERNAL_ERROR)
-    yield o
-    o.close()
-
-
-@pytest.fixture(scope="session")
-def driver_class(pytestconfig: pytest.Config) -> type[ComputeDriver]:
-    cls = _state(pytestconfig).driver_class
-    if cls is None:
-        cls = load_driver_class(setting(pytestconfig, "--driver") or REFERENCE_DRIVER)
-    return cls
-
-
-@pytest.fixture
-def base_config(vcenter: Endpoint, topology: Topology) -> DriverConfig:
-    """The configuration a driver gets unless a check says otherwise: every cluster of the topology."""
-    return DriverConfig(url=vcenter.url, username=vcenter.username, password=vcenter.password,
-                        clusters=tuple(topology.cluster_paths()), ca_file=str(vcenter.ca_file))
-
-
-@pytest.fixture
-def make_driver(driver_class: type[ComputeDriver],
-                base_config: DriverConfig) -> Iterator[Callable[..., ComputeDriver]]:
-    """Build drivers from ``base_config`` with overrides (``clusters=...``); all are closed afterwards."""
-    made: list[ComputeDriver] = []
-
-    def make(**overrides: Any) -> ComputeDriver:
-        config = replace(base_config, **overrides)
-        try:
-            d = driver_class(config)
-        except DriverError:
-            raise
-        except Exception as e:
-            pytest.fail(f"the driver's constructor raised {type(e).__name__}: {e}", pytrace=False)
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        with contextlib.suppress(Exception):
-            d.close()
-
-
-@pytest.fixture
-def driver(make_driver: Callable[..., ComputeDriver]) -> ComputeDriver:
-    """A driver managing every cluster of the topology."""
-    return make_driver()
-
-
-class Cleanup:
-    """Undo, through the oracle, what a check creates in vCenter: VMs by instance uuid, then clusters."""
-
-    def __init__(self, oracle: Oracle) -> None:
-        self.oracle = oracle
-        self.instances: list[str] = []
-        self.clusters: list[str] = []
-
-    def run(self) -> None:
-        for uuid in self.instances:
-            for vm in self.oracle.find_vms(uuid):
-                self.oracle.destroy(vm.moref, vim.VirtualMachine)
-        for moref in self.clusters:
-            self.oracle.destroy(moref, vim.ClusterComputeResource)
-
-
-@pytest.fixture
-def cleanup(oracle: Oracle) -> Iterator[Cleanup]:
-    c = Cleanup(oracle)
-    yield c
-    c.run()

@@ -18,6 +18,9 @@ AREAS = {
     "RES": "Resource reporting",
     "SPAWN": "Spawn routing",
     "CHURN": "Cluster add and remove",
+    "FAULT": "Sessions and faults",
+    "SEC": "Security",
+    "EFF": "Efficiency",
 }
 
 
@@ -36,6 +39,7 @@ class Requirement:
 
 
 REQUIREMENTS: dict[str, Requirement] = {r.id: r for r in [
+    # -- NODE -------------------------------------------------------------------------------------------
     Requirement(
         "NODE-01", MANDATORY,
         "Exactly one node per managed cluster that exists, named <cluster moref>.<vCenter instanceUuid>",
@@ -44,20 +48,90 @@ REQUIREMENTS: dict[str, Requirement] = {r.id: r for r in [
         "nor stable, morefs are unique only within one vCenter."),
     Requirement(
         "NODE-02", MANDATORY,
-        "A standalone host is never a node, even when the configuration names it",
-        "A compute service exposes clusters; a standalone host is not a cluster and has no DRS to place "
-        "within it. Naming one by mistake must leave it out (with a warning), not add a node."),
+        "Standalone hosts and resource pools are never nodes, even when the configuration names them",
+        "A compute service exposes clusters; a standalone host or a resource pool is not a cluster. Naming "
+        "one by mistake must leave it out (with a warning), not add a node."),
+    Requirement(
+        "NODE-03", MANDATORY,
+        "Node names are stable across a driver restart, a vCenter restart and a cluster rename",
+        "Nova keys compute nodes, allocations and instances by node name; a name that changes orphans every "
+        "instance and allocation of the node."),
+    Requirement(
+        "NODE-04", MANDATORY,
+        "Same-named clusters in two datacenters are two distinct nodes",
+        "Cluster names are unique only within a datacenter; a driver keyed by name merges two clusters' "
+        "capacity into one node and places instances in the wrong one."),
+    Requirement(
+        "NODE-05", MANDATORY,
+        "A configured cluster that does not exist is left out with a warning, never an error",
+        "Configuration and inventory change independently; one missing cluster must not take down the "
+        "service's other nodes, and the operator must be told."),
+    Requirement(
+        "NODE-06", MANDATORY,
+        "Two driver instances with disjoint cluster sets report disjoint node sets covering all their clusters",
+        "Several services split one vCenter's clusters between them; overlapping nodes double-count "
+        "capacity, gaps hide it."),
+    # -- RES --------------------------------------------------------------------------------------------
     Requirement(
         "RES-01", MANDATORY,
         "Every node reports vcpus and memory_mb equal to vCenter's figures for its cluster",
         "vcpus is the sum of hardware threads, memory_mb the sum of memory (MiB), of the cluster's "
-        "connected hosts not in maintenance mode (compare Nova's vm_util.get_stats_from_cluster). "
-        "Wrong figures make the scheduler over- or under-commit the cluster."),
+        "connected hosts not in maintenance mode (compare Nova's vm_util.get_stats_from_cluster); checked "
+        "on the heterogeneous topology too (hosts of several sizes, in maintenance, disconnected). Wrong "
+        "figures make the scheduler over- or under-commit the cluster."),
+    Requirement(
+        "RES-02", MANDATORY,
+        "Every node reports local_gb and local_gb_used from its cluster's usable datastores, each counted once",
+        "A datastore shared by several hosts (or clusters) is one pool of disk: counting it per host "
+        "multiplies capacity. Usable means accessible and not in maintenance mode."),
+    Requirement(
+        "RES-03", MANDATORY,
+        "A node's figures follow host add, remove, move, maintenance and connection changes after a refresh",
+        "Capacity changes while the service runs; figures from start-up are wrong figures."),
+    Requirement(
+        "RES-04", MANDATORY,
+        "Asking for the resources of an unknown node raises NodeNotFound",
+        "Zeros for an unknown node look like an empty cluster and hide a configuration mistake."),
+    Requirement(
+        "RES-05", MANDATORY,
+        "memory_mb_used follows VMs being powered on and off",
+        "Used figures are what the scheduler's RAM filters and weighers read; they come from the hosts' "
+        "quickStats, which move with powered-on VMs."),
+    Requirement(
+        "RES-06", OPTIONAL,
+        "The placement inventory (VCPU, MEMORY_MB, DISK_GB) matches the node's figures; max_unit is the "
+        "largest single host or datastore",
+        "Placement refuses an allocation larger than max_unit; a max_unit of the whole cluster lets it "
+        "place a VM that no single host can run.",
+        capability="placement_inventory"),
+    # -- SPAWN ------------------------------------------------------------------------------------------
     Requirement(
         "SPAWN-01", MANDATORY,
-        "A VM spawned for node X is in X's cluster: its resource pool and its host belong to that cluster",
+        "A VM spawned for node X is in X's cluster: its pool, its host and its datastores belong to X",
         "The scheduler chose X; placing the VM elsewhere breaks capacity accounting and every policy "
         "(aggregates, affinity) attached to X."),
+    Requirement(
+        "SPAWN-02", MANDATORY,
+        "A spawn never lands on a host in maintenance mode or not connected",
+        "Such a host cannot run the VM (or is being emptied by an operator)."),
+    Requirement(
+        "SPAWN-03", MANDATORY,
+        "A spawn for an unknown or removed node raises NodeNotFound and creates nothing",
+        "A stale scheduling decision must fail cleanly, not leave a VM in a cluster nobody accounts for."),
+    Requirement(
+        "SPAWN-04", MANDATORY,
+        "A spawn that fails part-way raises a DriverError and leaves no VM behind",
+        "Nova retries a failed build elsewhere; a leftover VM holds capacity and a duplicate instance uuid."),
+    Requirement(
+        "SPAWN-05", MANDATORY,
+        "Concurrent spawns to different nodes all land in the right clusters",
+        "Nova builds several instances at once on one compute service; shared mutable state in a driver "
+        "sends one instance to another's cluster."),
+    Requirement(
+        "SPAWN-06", MANDATORY,
+        "A spawned instance is found again by its uuid: listed, its info right, destroyed (twice is fine)",
+        "Every later operation (reboot, delete, resize) finds the VM by instance uuid, in any cluster."),
+    # -- CHURN ------------------------------------------------------------------------------------------
     Requirement(
         "CHURN-01", MANDATORY,
         "A cluster created in vCenter and added to the configuration is a node after the next refresh",
@@ -67,6 +141,66 @@ REQUIREMENTS: dict[str, Requirement] = {r.id: r for r in [
         "A cluster removed from the configuration is no longer a node after the next refresh",
         "Clusters move between services (each owns a disjoint set); a service that keeps reporting a "
         "cluster it gave away double-counts its capacity."),
+    Requirement(
+        "CHURN-03", MANDATORY,
+        "A configured cluster that appears in vCenter later becomes a node; one destroyed in vCenter goes",
+        "vCenter changes without the service's configuration changing; the node set must follow it."),
+    Requirement(
+        "CHURN-04", MANDATORY,
+        "A host moved between clusters moves its capacity between the two nodes",
+        "Rebalancing hosts is routine; both nodes' figures must follow or the scheduler misplaces load."),
+    Requirement(
+        "CHURN-05", MANDATORY,
+        "Instances of a cluster removed from the configuration are not destroyed",
+        "Giving a cluster to another service must not delete its tenants' VMs."),
+    Requirement(
+        "CHURN-06", OPTIONAL,
+        "wait_for_changes() reports a change to a managed cluster and the figures follow, without polling",
+        "PropertyCollector WaitForUpdatesEx lets a service react in seconds at the cost of one open call, "
+        "instead of refreshing everything on a timer.",
+        capability="update_notifications"),
+    # -- FAULT ------------------------------------------------------------------------------------------
+    Requirement(
+        "FAULT-01", MANDATORY,
+        "An expired vCenter session is replaced transparently: the next operation logs in again",
+        "vCenter ends idle sessions (30 minutes by default); a service must not need a restart for that."),
+    Requirement(
+        "FAULT-02", MANDATORY,
+        "A transient fault is retried or raised as VCenterUnavailable; a persistent one is raised; never "
+        "wrong figures",
+        "Reporting zeros or old figures as fresh makes the scheduler act on capacity that is not there."),
+    Requirement(
+        "FAULT-03", MANDATORY,
+        "Added latency on every vCenter call is tolerated: figures and placement stay right",
+        "A busy vCenter answers slowly; aggressive client time-outs turn slowness into outages."),
+    Requirement(
+        "FAULT-04", MANDATORY,
+        "After a vCenter restart the driver recovers by itself, with the same node names",
+        "vCenter is upgraded and restarted; compute services keep running."),
+    # -- SEC --------------------------------------------------------------------------------------------
+    Requirement(
+        "SEC-01", MANDATORY,
+        "An untrusted vCenter certificate is refused unless insecure is set explicitly",
+        "Silently accepting any certificate hands the vCenter credentials to whoever sits in between."),
+    Requirement(
+        "SEC-02", MANDATORY,
+        "A vCenter certificate signed by the configured CA bundle is accepted",
+        "Verification must work with a private CA, or operators turn it off."),
+    Requirement(
+        "SEC-03", MANDATORY,
+        "Credentials never appear in logs, exception texts, reprs or the report",
+        "Logs and tracebacks are shipped to places with weaker access control than the vCenter password."),
+    Requirement(
+        "SEC-04", MANDATORY,
+        "Wrong credentials raise AuthenticationFailed after a bounded number of login attempts",
+        "Retrying a refused login forever locks the account and floods vCenter's log."),
+    # -- EFF --------------------------------------------------------------------------------------------
+    Requirement(
+        "EFF-01", OPTIONAL,
+        "vCenter calls per full refresh (all nodes and their resources) do not grow with the number of "
+        "clusters; the figures for N = 1, 10, 100 are reported",
+        "One PropertyCollector query over a ContainerView costs one round trip for any number of "
+        "clusters; one query per cluster costs N, and a vCenter with many clusters and services feels it."),
 ]}
 
 

@@ -2,25 +2,43 @@
 
 ``make selftest`` (part of ``make test``) runs the suite against every mutant here and fails unless each
 is caught by the requirements in its ``targets``, so no check can silently stop being able to fail.
-Each mutant changes one thing, and says which mistake of a real driver it stands for.
+Each mutant changes one thing and stands for a mistake a real driver makes; most change the reference
+through its small seams (``_managed_clusters``, ``_is_cluster``, ``_host_vcpus``, ``_placement``), the
+rest only through the contract's public methods, so they keep working as the reference evolves.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from pyVmomi import vim
 
-from conformance.contract import DriverConfig
+from conformance.contract import (
+    AuthenticationFailed,
+    DriverConfig,
+    Instance,
+    InstanceNotFound,
+    NodeNotFound,
+    Resources,
+    VCenterUnavailable,
+)
 from driver_under_test.reference import Node, ReferenceDriver
 
 __all__ = ["MUTANTS"]
+
+LOG = logging.getLogger(__name__)
 
 
 class Mutant(ReferenceDriver):
     #: The requirement ids whose checks must fail against this mutant.
     targets: ClassVar[tuple[str, ...]] = ()
 
+
+# -- NODE ------------------------------------------------------------------------------------------------
 
 class DropsLastCluster(Mutant):
     """Loses one managed cluster (an off-by-one over the configured list)."""
@@ -34,7 +52,7 @@ class DropsLastCluster(Mutant):
 class DisplayNameNodes(Mutant):
     """Names nodes by cluster display name: neither unique nor stable (Nova bug 1329261)."""
 
-    targets = ("NODE-01",)
+    targets = ("NODE-01", "NODE-03")
 
     def get_available_nodes(self, refresh: bool = False) -> list[str]:
         super().get_available_nodes(refresh)
@@ -53,6 +71,62 @@ class StandaloneHostsAsNodes(Mutant):
         return isinstance(obj, vim.ComputeResource)
 
 
+class KeysByClusterName(Mutant):
+    """Indexes clusters by display name, so same-named clusters of two datacenters collapse into one."""
+
+    targets = ("NODE-04",)
+
+    def get_available_nodes(self, refresh: bool = False) -> list[str]:
+        super().get_available_nodes(refresh)
+        assert self._nodes is not None
+        by_name: dict[str, Node] = {}
+        for node in self._nodes.values():
+            by_name.setdefault(node.cluster.name, node)
+        self._nodes = {node.name: node for node in by_name.values()}
+        return sorted(self._nodes)
+
+
+class FailsOnMissingCluster(Mutant):
+    """Treats a configured cluster that vCenter lacks as fatal, taking every other node down with it."""
+
+    targets = ("NODE-05",)
+
+    def get_available_nodes(self, refresh: bool = False) -> list[str]:
+        nodes = super().get_available_nodes(refresh)
+        if len(nodes) < len(self.config.clusters):
+            raise VCenterUnavailable("a configured cluster is missing")
+        return nodes
+
+
+class SilentAboutMissingCluster(Mutant):
+    """Leaves a missing cluster out without telling the operator."""
+
+    targets = ("NODE-05",)
+
+    def get_available_nodes(self, refresh: bool = False) -> list[str]:
+        logging.disable(logging.WARNING)
+        try:
+            return super().get_available_nodes(refresh)
+        finally:
+            logging.disable(logging.NOTSET)
+
+
+class ManagesTheWholeDatacenter(Mutant):
+    """Manages every cluster of the datacenters its configured clusters are in, overlapping other services."""
+
+    targets = ("NODE-06",)
+
+    def _managed_clusters(self) -> tuple[str, ...]:
+        content = self._si.RetrieveContent()
+        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.ClusterComputeResource], True)
+        try:
+            return (*self.config.clusters, *(c._moId for c in view.view))
+        finally:
+            view.DestroyView()
+
+
+# -- RES -------------------------------------------------------------------------------------------------
+
 class CountsCoresNotThreads(Mutant):
     """Reports physical cores as vcpus, where the requirement is hardware threads."""
 
@@ -60,6 +134,104 @@ class CountsCoresNotThreads(Mutant):
 
     def _host_vcpus(self, host: dict[str, Any]) -> int:
         return int(host["summary.hardware"].numCpuCores)
+
+
+class CountsUnschedulableHosts(Mutant):
+    """Counts hosts in maintenance mode and hosts that are not connected."""
+
+    targets = ("RES-01", "RES-03")
+
+    @staticmethod
+    def _schedulable(host: dict[str, Any]) -> bool:
+        return True
+
+
+class CountsDatastorePerHost(Mutant):
+    """Adds a shared datastore once per host that mounts it."""
+
+    targets = ("RES-02",)
+
+    def get_available_resource(self, nodename: str) -> Resources:
+        res = super().get_available_resource(nodename)
+        assert self._nodes is not None
+        hosts = max(1, len(self._nodes[nodename].hosts))
+        res["local_gb"] = res.get("local_gb", 0) * hosts
+        return res
+
+
+class FiguresFromFirstLook(Mutant):
+    """Reads a node's figures once and serves them for ever (the start-up snapshot)."""
+
+    targets = ("RES-03", "CHURN-04")
+
+    def get_available_resource(self, nodename: str) -> Resources:
+        cache: dict[str, Resources] = self.__dict__.setdefault("_first_look", {})
+        if nodename not in cache:
+            cache[nodename] = super().get_available_resource(nodename)
+        return cache[nodename]
+
+
+class ZerosForUnknownNode(Mutant):
+    """Answers an unknown node with zeros instead of NodeNotFound."""
+
+    targets = ("RES-04",)
+
+    def get_available_resource(self, nodename: str) -> Resources:
+        try:
+            return super().get_available_resource(nodename)
+        except NodeNotFound:
+            return Resources(vcpus=0, memory_mb=0, local_gb=0, vcpus_used=0, memory_mb_used=0, local_gb_used=0)
+
+
+class IgnoresUsedMemory(Mutant):
+    """Reports memory_mb_used as zero, whatever runs."""
+
+    targets = ("RES-05",)
+
+    def get_available_resource(self, nodename: str) -> Resources:
+        res = super().get_available_resource(nodename)
+        res["memory_mb_used"] = 0
+        return res
+
+
+class WholeClusterMaxUnit(Mutant):
+    """Declares a placement inventory whose max_unit is the whole cluster, not the largest host."""
+
+    targets = ("RES-06",)
+    capabilities: ClassVar[Mapping[str, bool]] = {"placement_inventory": True}
+
+    def get_available_resource(self, nodename: str) -> Resources:
+        res = super().get_available_resource(nodename)
+        totals = {"VCPU": res["vcpus"], "MEMORY_MB": res["memory_mb"], "DISK_GB": res["local_gb"]}
+        res["inventory"] = {rc: {"total": t, "reserved": 0, "min_unit": 1, "max_unit": t, "step_size": 1,
+                                 "allocation_ratio": 1.0} for rc, t in totals.items()}
+        return res
+
+
+# -- SPAWN -----------------------------------------------------------------------------------------------
+
+def _create_and_power_on(driver: ReferenceDriver, instance: Instance, node: Node, host: Any = None,
+                         clean_up: bool = True) -> None:
+    """A plain spawn for the mutants that change how one is done (not what the reference does)."""
+    ds = max(node.datastores, key=lambda d: d.freeSpace)
+    config = vim.vm.ConfigSpec(name=instance.uuid, instanceUuid=instance.uuid, numCPUs=instance.vcpus,
+                               memoryMB=instance.memory_mb, guestId="otherGuest64",
+                               files=vim.vm.FileInfo(vmPathName=f"[{ds.name}]"))
+    vm = _wait(node.vm_folder.CreateVM_Task(config=config, pool=node.pool, host=host))
+    try:
+        _wait(vm.PowerOnVM_Task())
+    except Exception as e:
+        if clean_up:
+            _wait(vm.Destroy_Task())
+        raise VCenterUnavailable(f"power-on failed: {type(e).__name__}") from None
+
+
+def _wait(task: Any) -> Any:
+    while task.info.state in ("queued", "running"):
+        time.sleep(0.01)
+    if task.info.state == "error":
+        raise task.info.error
+    return task.info.result
 
 
 class SpawnsInFirstCluster(Mutant):
@@ -71,6 +243,71 @@ class SpawnsInFirstCluster(Mutant):
         assert self._nodes is not None
         return self._nodes[min(self._nodes)]
 
+
+class PinsFirstHost(Mutant):
+    """Chooses the host itself, always the cluster's first, whatever its state."""
+
+    targets = ("SPAWN-02",)
+
+    def spawn(self, instance: Instance, nodename: str) -> None:
+        assert self._nodes is not None
+        node = self._nodes.get(nodename)
+        if node is None:
+            raise NodeNotFound(nodename)
+        host = vim.HostSystem(node.host_refs[0], node.cluster._stub)
+        _create_and_power_on(self, instance, node, host=host)
+
+
+class AppliesConfigAtRefresh(Mutant):
+    """Takes a new configuration only at the next refresh, so a spawn before it may use a removed node."""
+
+    targets = ("SPAWN-03",)
+
+    def reconfigure(self, config: DriverConfig) -> None:
+        self._pending = config
+
+    def get_available_nodes(self, refresh: bool = False) -> list[str]:
+        pending = self.__dict__.pop("_pending", None)
+        if pending is not None:
+            self.config = pending
+        return super().get_available_nodes(refresh)
+
+
+class LeavesVmOnFailure(Mutant):
+    """Does not remove the VM when powering it on fails."""
+
+    targets = ("SPAWN-04",)
+
+    def spawn(self, instance: Instance, nodename: str) -> None:
+        assert self._nodes is not None
+        if nodename not in self._nodes:
+            raise NodeNotFound(nodename)
+        _create_and_power_on(self, instance, self._nodes[nodename], clean_up=False)
+
+
+class RacySpawn(Mutant):
+    """Keeps the spawn's target node on the driver object, where concurrent spawns overwrite it."""
+
+    targets = ("SPAWN-05",)
+
+    def spawn(self, instance: Instance, nodename: str) -> None:
+        self._target = nodename
+        time.sleep(0.3)  # the window a real driver has while it, say, looks up an image
+        super().spawn(instance, self._target)
+
+
+class DestroyMissingRaises(Mutant):
+    """Raises when asked to destroy an instance that has no VM (Nova requires success)."""
+
+    targets = ("SPAWN-06",)
+
+    def destroy(self, instance: Instance) -> None:
+        if instance.uuid not in self.list_instances():
+            raise InstanceNotFound(instance.uuid)
+        super().destroy(instance)
+
+
+# -- CHURN -----------------------------------------------------------------------------------------------
 
 class IgnoresReconfigure(Mutant):
     """Reads the cluster list once at start-up, so configuration changes never reach the node set."""
@@ -85,6 +322,137 @@ class IgnoresReconfigure(Mutant):
         return self._startup_clusters
 
 
-MUTANTS: dict[str, type[Mutant]] = {
-    cls.__name__: cls for cls in Mutant.__subclasses__()
-}
+class FreezesNodeSet(Mutant):
+    """Never adds a node after the first refresh, even for a configured cluster that appears later."""
+
+    targets = ("CHURN-03",)
+
+    def get_available_nodes(self, refresh: bool = False) -> list[str]:
+        nodes = super().get_available_nodes(refresh)
+        first = self.__dict__.setdefault("_first_nodes", set(nodes))
+        return [n for n in nodes if n in first]
+
+
+class DestroysUnmanagedInstances(Mutant):
+    """Cleans up the instances of clusters that leave its configuration (they belong to another service)."""
+
+    targets = ("CHURN-05",)
+
+    def reconfigure(self, config: DriverConfig) -> None:
+        assert self._nodes is not None
+        leaving = {n.name for n in self._nodes.values() if n.configured_as not in config.clusters}
+        for uuid in self.list_instances():  # still listed: the old configuration applies until here
+            instance = Instance(uuid=uuid, name=uuid)
+            if self.get_info(instance).nodename in leaving:
+                self.destroy(instance)
+        super().reconfigure(config)
+
+
+class NotificationsNeverFire(Mutant):
+    """Declares update notifications but never reports a change."""
+
+    targets = ("CHURN-06",)
+    capabilities: ClassVar[Mapping[str, bool]] = {"update_notifications": True}
+
+    def wait_for_changes(self, timeout: float) -> bool:
+        time.sleep(min(timeout, 1.0))
+        return False
+
+
+# -- FAULT -----------------------------------------------------------------------------------------------
+
+class ServesLastGoodFigures(Mutant):
+    """Answers from its last good snapshot when vCenter fails, as if the figures were fresh."""
+
+    targets = ("FAULT-02",)
+
+    def get_available_nodes(self, refresh: bool = False) -> list[str]:
+        try:
+            nodes = super().get_available_nodes(refresh)
+        except VCenterUnavailable:
+            return list(self.__dict__.get("_good_nodes", []))
+        self._good_nodes = nodes
+        self._good_resources = {n: super(ServesLastGoodFigures, self).get_available_resource(n) for n in nodes}
+        return nodes
+
+    def get_available_resource(self, nodename: str) -> Resources:
+        try:
+            return super().get_available_resource(nodename)
+        except VCenterUnavailable:
+            return self.__dict__.get("_good_resources", {}).get(nodename) or Resources(vcpus=0, memory_mb=0)
+
+
+class ImpatientDriver(Mutant):
+    """Gives up on any vCenter operation that takes longer than 300 ms (an over-tight client time-out)."""
+
+    targets = ("FAULT-03",)
+
+    def get_available_nodes(self, refresh: bool = False) -> list[str]:
+        started = time.monotonic()
+        nodes = super().get_available_nodes(refresh)
+        if time.monotonic() - started > 0.3:
+            raise VCenterUnavailable("timed out after 300 ms")
+        return nodes
+
+
+# -- SEC -------------------------------------------------------------------------------------------------
+
+class VerifiesNothing(Mutant):
+    """Turns TLS verification off whatever the configuration says."""
+
+    targets = ("SEC-01",)
+
+    def __init__(self, config: DriverConfig) -> None:
+        super().__init__(replace(config, insecure=True))
+
+
+class IgnoresCaBundle(Mutant):
+    """Verifies only against the system store, ignoring the configured CA bundle."""
+
+    targets = ("SEC-02",)
+
+    def __init__(self, config: DriverConfig) -> None:
+        super().__init__(replace(config, ca_file=None))
+
+
+class LogsCredentials(Mutant):
+    """Logs its login, password included, at debug level."""
+
+    targets = ("SEC-03",)
+
+    def __init__(self, config: DriverConfig) -> None:
+        LOG.debug("logging in to %s as %s with password %s", config.url, config.username, config.password)
+        super().__init__(config)
+
+
+class RetriesLoginForever(Mutant):
+    """Retries a refused login again and again (here six times) before giving up."""
+
+    targets = ("SEC-04",)
+
+    def __init__(self, config: DriverConfig) -> None:
+        for _ in range(5):
+            try:
+                super().__init__(config)
+                return
+            except AuthenticationFailed:
+                time.sleep(0.01)
+        super().__init__(config)
+
+
+# -- EFF -------------------------------------------------------------------------------------------------
+
+class QueriesEachCluster(Mutant):
+    """Reads each cluster with a query of its own (one round trip per cluster per refresh)."""
+
+    targets = ("EFF-01",)
+
+    def get_available_nodes(self, refresh: bool = False) -> list[str]:
+        nodes = super().get_available_nodes(refresh)
+        if refresh and self._nodes:
+            for node in self._nodes.values():
+                _ = node.cluster.summary  # a PropertyCollector round trip per cluster
+        return nodes
+
+
+MUTANTS: dict[str, type[Mutant]] = {cls.__name__: cls for cls in Mutant.__subclasses__()}

@@ -48,9 +48,9 @@ def test_every_requirement_is_targeted_by_a_mutant() -> None:
 def test_mutant_is_caught_by_the_checks_it_targets(tmp_path: Path, name: str) -> None:
     mutant = MUTANTS[name]
     code, report = run_suite(tmp_path, f"driver_under_test.mutants:{name}", *mutant.targets)
-    status = {r["id"]: r["status"] for r in report["requirements"]}
+    errors = [c for c in report["checks"] if c["outcome"] == "error"]
+    assert not errors, f"checks that could not run, so caught nothing: {errors}"
     for rid in mutant.targets:
-        assert status[rid] == "failed", f"{name} escaped {rid}: {status[rid]}"
-    for check in report["checks"]:
-        assert check["outcome"] == "failed", f"{check['check']} did not fail cleanly: {check}"
+        outcomes = {c["check"]: c["outcome"] for c in report["checks"] if rid in c["requirements"]}
+        assert "failed" in outcomes.values(), f"{name} escaped {rid}: {outcomes}"
     assert report["verdict"] == "NONCONFORMANT" and code != 0

@@ -1,46 +1,124 @@
-"""Node enumeration: one node per managed cluster, named by the scheme, and nothing else."""
+"""Node enumeration: one node per managed cluster, named by the scheme, stable, and nothing else."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from pyVmomi import vim
 
-from conformance.contract import ComputeDriver, DriverConfig
-from conformance.oracle import ClusterFacts, Oracle
+from conformance.checks.common import node_set_problems
+from conformance.contract import ComputeDriver
+from conformance.fixtures import Cleanup, Site
+from conformance.oracle import Oracle
 
-
-def _diff(got: list[str], expected: dict[str, ClusterFacts]) -> list[str]:
-    problems = []
-    if len(got) != len(set(got)):
-        problems.append(f"duplicate node names in {sorted(got)}")
-    for name in sorted(expected.keys() - set(got)):
-        problems.append(f"missing node {name} (cluster {expected[name].path})")
-    for name in sorted(set(got) - expected.keys()):
-        problems.append(f"unexpected node {name}")
-    return problems
+Make = Callable[..., ComputeDriver]
 
 
 @pytest.mark.requirement("NODE-01")
 def test_one_node_per_managed_cluster(driver: ComputeDriver, oracle: Oracle) -> None:
     expected = oracle.inventory().expected_nodes(driver.config.clusters)
-    assert expected, "the topology has no cluster: this check needs at least one"
-    got = driver.get_available_nodes(refresh=True)
-    problems = _diff(got, expected)
-    assert not problems, ("node set differs from vCenter's managed clusters "
-                          f"(required: {sorted(expected)}): " + "; ".join(problems))
+    assert expected, "the site has no managed cluster: this check needs at least one"
+    problems = node_set_problems(driver.get_available_nodes(refresh=True), expected)
+    assert not problems, f"node set differs from vCenter's managed clusters (required: {sorted(expected)}): " \
+                         + "; ".join(problems)
+
+
+@pytest.mark.requirement("NODE-01")
+def test_one_node_per_cluster_on_the_heterogeneous_topology(make_driver: Make, hetero: Site) -> None:
+    driver = make_driver(site_=hetero)
+    expected = hetero.oracle.inventory().expected_nodes(driver.config.clusters)
+    problems = node_set_problems(driver.get_available_nodes(refresh=True), expected)
+    assert not problems, "heterogeneous topology (folders, empty and same-named clusters): " + "; ".join(problems)
 
 
 @pytest.mark.requirement("NODE-02")
-def test_standalone_host_is_never_a_node(make_driver: Callable[..., ComputeDriver], oracle: Oracle,
-                                         base_config: DriverConfig) -> None:
+def test_standalone_hosts_and_pools_are_never_nodes(make_driver: Make, oracle: Oracle, site: Site) -> None:
     inv = oracle.inventory()
-    if not inv.standalone_hosts:
-        pytest.skip("the topology has no standalone host")
-    # Name each standalone host's compute resource (by path and by moref) as if it were a cluster.
     named = [ref for h in inv.standalone_hosts.values() for ref in (h.parent_path, h.parent)]
-    driver = make_driver(clusters=(*base_config.clusters, *named))
-    expected = inv.expected_nodes(base_config.clusters)
-    problems = _diff(driver.get_available_nodes(refresh=True), expected)
-    assert not problems, ("standalone hosts must never be nodes, even when the configuration names them "
-                          f"({', '.join(named)}): " + "; ".join(problems))
+    named += [ref for moref, path in sorted(inv.pools.items()) for ref in (path, moref)][:4]
+    if not named:
+        pytest.skip("the site has neither standalone hosts nor resource pools to name")
+    driver = make_driver(clusters=(*site.clusters, *named))
+    problems = node_set_problems(driver.get_available_nodes(refresh=True), inv.expected_nodes(site.clusters))
+    assert not problems, ("standalone hosts and resource pools must never be nodes, even when the "
+                          f"configuration names them ({', '.join(named)}): " + "; ".join(problems))
+
+
+@pytest.mark.requirement("NODE-03")
+def test_names_survive_a_driver_restart_and_a_cluster_rename(make_driver: Make, oracle: Oracle,
+                                                             cleanup: Cleanup) -> None:
+    inv = oracle.inventory()
+    morefs = tuple(inv.by_path(p).moref for p in make_driver().config.clusters if inv.cluster(p))
+    first = make_driver(clusters=morefs)  # by moref: a rename keeps the cluster configured
+    before = sorted(first.get_available_nodes(refresh=True))
+    first.close()
+    again = sorted(make_driver(clusters=morefs).get_available_nodes(refresh=True))
+    assert again == before, f"a new driver instance reports {again}, the previous one {before}"
+
+    victim = inv.clusters[morefs[0]]
+    oracle.rename(victim.moref, vim.ClusterComputeResource, victim.name + "-renamed")
+    cleanup.later(lambda: oracle.rename(victim.moref, vim.ClusterComputeResource, victim.name))
+    driver = make_driver(clusters=morefs)
+    after = sorted(driver.get_available_nodes(refresh=True))
+    assert after == before, f"after renaming {victim.path}, nodes are {after}; required unchanged {before}"
+
+
+@pytest.mark.requirement("NODE-03")
+@pytest.mark.resets
+def test_names_survive_a_vcenter_restart(driver: ComputeDriver, control: Any) -> None:
+    before = sorted(driver.get_available_nodes(refresh=True))
+    control.reset()  # a restart: sessions end, the inventory is as loaded
+    after = sorted(driver.get_available_nodes(refresh=True))
+    assert after == before, f"after a vCenter restart the driver reports {after}; required unchanged {before}"
+
+
+@pytest.mark.requirement("NODE-04")
+def test_same_named_clusters_in_two_datacenters_are_two_nodes(make_driver: Make, oracle: Oracle,
+                                                              scratch_datacenter: str, cleanup: Cleanup,
+                                                              new_uuid: Callable[[], str]) -> None:
+    inv = oracle.inventory()
+    original = next(c for c in inv.clusters.values() if c.datacenter == scratch_datacenter and c.hosts)
+    dc = oracle.create_datacenter(f"vcconform-dc-{new_uuid()[:8]}")
+    cleanup.entity(oracle, dc, vim.Datacenter)
+    twin = oracle.create_cluster(dc, original.name)
+    cleanup.entity(oracle, twin, vim.ClusterComputeResource)
+    oracle.add_host(twin, f"twin-{new_uuid()[:8]}")
+    inv = oracle.inventory()
+    paths = (original.path, inv.clusters[twin].path)
+    expected = inv.expected_nodes(paths)
+    assert len(expected) == 2
+    problems = node_set_problems(make_driver(clusters=paths).get_available_nodes(refresh=True), expected)
+    assert not problems, f"clusters {paths[0]} and {paths[1]} share a name: " + "; ".join(problems)
+
+
+@pytest.mark.requirement("NODE-05")
+def test_missing_cluster_is_left_out_with_a_warning(make_driver: Make, oracle: Oracle, site: Site,
+                                                    caplog: pytest.LogCaptureFixture,
+                                                    new_uuid: Callable[[], str]) -> None:
+    missing = f"{site.clusters[0].rsplit('/', 1)[0]}/absent-{new_uuid()[:8]}"
+    caplog.set_level(logging.WARNING)
+    driver = make_driver(clusters=(*site.clusters, missing))
+    nodes = driver.get_available_nodes(refresh=True)
+    problems = node_set_problems(nodes, oracle.inventory().expected_nodes(site.clusters))
+    assert not problems, f"with missing cluster {missing} configured: " + "; ".join(problems)
+    warned = [r for r in caplog.records if r.levelno >= logging.WARNING and missing in r.getMessage()]
+    assert warned, f"no warning (python logging, WARNING or above) names the missing cluster {missing}"
+
+
+@pytest.mark.requirement("NODE-06")
+def test_two_services_split_the_clusters(make_driver: Make, oracle: Oracle, site: Site) -> None:
+    if len(site.clusters) < 2:
+        pytest.skip("needs at least two managed clusters")
+    half = len(site.clusters) // 2
+    a_clusters, b_clusters = site.clusters[:half], site.clusters[half:]
+    a = make_driver(clusters=a_clusters, service_id="compute-a")
+    b = make_driver(clusters=b_clusters, service_id="compute-b")
+    a_nodes, b_nodes = set(a.get_available_nodes(refresh=True)), set(b.get_available_nodes(refresh=True))
+    inv = oracle.inventory()
+    assert not a_nodes & b_nodes, f"both services report {sorted(a_nodes & b_nodes)}"
+    problems = (node_set_problems(sorted(a_nodes), inv.expected_nodes(a_clusters))
+                + node_set_problems(sorted(b_nodes), inv.expected_nodes(b_clusters)))
+    assert not problems, "each service must report exactly its own clusters: " + "; ".join(problems)

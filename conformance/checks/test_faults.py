@@ -1,0 +1,89 @@
+"""Sessions and faults: expired sessions, transient and persistent faults, latency and a vCenter restart,
+driven through the fake vCenter's control API."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+
+from conformance.checks.common import assert_figures
+from conformance.contract import ComputeDriver, Instance, VCenterUnavailable
+from conformance.fixtures import Cleanup
+from conformance.oracle import Oracle
+
+pytestmark = pytest.mark.needs_control
+
+
+@pytest.mark.requirement("FAULT-01")
+@pytest.mark.resets
+def test_expired_session_is_replaced(driver: ComputeDriver, oracle: Oracle, control: Any) -> None:
+    before = sorted(driver.get_available_nodes(refresh=True))
+    expired = control.expire_sessions()
+    assert expired >= 1, "the control API ended no session: nothing to test"
+    try:
+        after = sorted(driver.get_available_nodes(refresh=True))
+    except Exception as e:
+        pytest.fail(f"after its session expired, refresh raised {type(e).__name__}: {e}; required a "
+                    "transparent re-login", pytrace=False)
+    assert after == before, f"after re-login the nodes are {after}; required {before}"
+    assert_figures(driver, oracle, when="after re-login")
+
+
+@pytest.mark.requirement("FAULT-02")
+@pytest.mark.resets
+def test_faults_never_give_wrong_figures(driver: ComputeDriver, oracle: Oracle, control: Any) -> None:
+    nodes = driver.get_available_nodes(refresh=True)
+    # A transient fault: the next read fails once. Retried (then right) or raised as VCenterUnavailable.
+    control.add_fault("RetrievePropertiesEx", "SystemError", count=1, message="injected: transient")
+    with contextlib.suppress(VCenterUnavailable):
+        assert_figures(driver, oracle, when="after one transient fault")
+    # A persistent fault: every read fails. The driver must say so, not serve what it read before.
+    control.add_fault("RetrievePropertiesEx", "SystemError", message="injected: persistent")
+    control.add_fault("RetrieveProperties", "SystemError", message="injected: persistent")
+    try:
+        got = driver.get_available_nodes(refresh=True)
+        pytest.fail(f"refresh returned {got} while vCenter fails every read; required VCenterUnavailable",
+                    pytrace=False)
+    except VCenterUnavailable:
+        pass
+    except Exception as e:
+        pytest.fail(f"refresh raised {type(e).__name__} ({e}); required VCenterUnavailable", pytrace=False)
+    for node in nodes:
+        try:
+            res = driver.get_available_resource(node)
+            pytest.fail(f"after a failed refresh, get_available_resource({node!r}) returned {res}; required "
+                        "VCenterUnavailable (old figures served as fresh)", pytrace=False)
+        except VCenterUnavailable:
+            pass
+    control.clear_faults()
+    assert_figures(driver, oracle, when="once vCenter answers again")
+
+
+@pytest.mark.requirement("FAULT-03")
+@pytest.mark.resets
+def test_latency_is_tolerated(driver: ComputeDriver, oracle: Oracle, control: Any, cleanup: Cleanup,
+                              new_uuid: Any) -> None:
+    control.set_latency("*", 400)
+    assert_figures(driver, oracle, when="with 400 ms added to every vCenter call")
+    node = driver.get_available_nodes()[0]
+    instance = Instance(uuid=new_uuid(), name="fault-03")
+    cleanup.instance(oracle, instance.uuid)
+    driver.spawn(instance, node)
+    control.clear_latency()
+    assert len(oracle.find_vms(instance.uuid)) == 1, "the spawn under latency did not make exactly one VM"
+
+
+@pytest.mark.requirement("FAULT-04")
+@pytest.mark.resets
+def test_driver_recovers_from_a_vcenter_restart(driver: ComputeDriver, oracle: Oracle, control: Any) -> None:
+    before = sorted(driver.get_available_nodes(refresh=True))
+    control.reset()  # a restart: every session ends, the inventory is as loaded
+    try:
+        after = sorted(driver.get_available_nodes(refresh=True))
+    except Exception as e:
+        pytest.fail(f"after a vCenter restart, refresh raised {type(e).__name__}: {e}; required recovery",
+                    pytrace=False)
+    assert after == before, f"after a vCenter restart the nodes are {after}; required {before}"
+    assert_figures(driver, oracle, when="after a vCenter restart")

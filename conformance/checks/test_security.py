@@ -1,0 +1,91 @@
+"""Security: TLS verification, credentials kept out of logs, errors and reprs, bounded login attempts."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from conformance.contract import AuthenticationFailed, ComputeDriver, DriverError, Instance, node_name
+from conformance.fixtures import Site
+from conformance.oracle import Oracle
+
+Make = Callable[..., ComputeDriver]
+
+
+@pytest.mark.requirement("SEC-01")
+def test_untrusted_certificate_is_refused(make_driver: Make, site: Site) -> None:
+    if site.vcenter.backend == "external":
+        pytest.skip("needs a vCenter whose certificate the system store does not trust (the fake one)")
+    try:
+        d = make_driver(ca_file=None, insecure=False)
+        got = d.get_available_nodes(refresh=True)
+    except DriverError:
+        return
+    pytest.fail(f"with no CA bundle and insecure unset, the driver accepted an untrusted certificate and "
+                f"reported {got}; required a DriverError", pytrace=False)
+
+
+@pytest.mark.requirement("SEC-02")
+def test_certificate_signed_by_the_ca_bundle_is_accepted(make_driver: Make, site: Site, oracle: Oracle) -> None:
+    if not site.vcenter.ca_file:
+        pytest.skip("the site has no CA bundle of its own")
+    try:
+        got = make_driver(insecure=False).get_available_nodes(refresh=True)
+    except DriverError as e:
+        pytest.fail(f"with the right CA bundle ({site.vcenter.ca_file}) the driver refused vCenter: "
+                    f"{type(e).__name__}: {e}", pytrace=False)
+    assert set(got) == set(oracle.inventory().expected_nodes(site.clusters))
+
+
+@pytest.mark.requirement("SEC-03")
+def test_credentials_never_leak(make_driver: Make, site: Site, caplog: pytest.LogCaptureFixture,
+                                new_uuid: Callable[[], str]) -> None:
+    caplog.set_level(logging.DEBUG)
+    texts: list[tuple[str, str]] = []
+    secret = site.vcenter.password
+    wrong = f"Wrong-{new_uuid()}"
+
+    def keep(where: str, e: BaseException) -> None:
+        texts.append((where, str(e)))
+        texts.append((where + " (repr)", repr(e)))
+        texts.append((where + " (traceback)", "".join(traceback.format_exception(e))))
+
+    driver = make_driver()
+    texts += [("repr(driver)", repr(driver)), ("repr(config)", repr(driver.config)), ("str(driver)", str(driver))]
+    nodes = driver.get_available_nodes(refresh=True)
+    driver.get_available_resource(nodes[0])
+    for attempt in (lambda: driver.get_available_resource("not-a-node"),
+                    lambda: driver.spawn(Instance(uuid=new_uuid(), name="sec-03"), node_name("domain-c0", "x"))):
+        try:
+            attempt()
+        except Exception as e:
+            keep("error on an unknown node", e)
+    try:
+        make_driver(password=wrong).get_available_nodes(refresh=True)
+    except Exception as e:
+        keep("error on wrong credentials", e)
+    texts += [(f"log record from {r.name}", r.getMessage()) for r in caplog.records]
+    leaks = sorted({where for where, text in texts for s in (secret, wrong) if s and s in text})
+    assert not leaks, f"the password appears in: {', '.join(leaks)}"
+
+
+@pytest.mark.requirement("SEC-04")
+@pytest.mark.needs_control
+def test_wrong_credentials_fail_after_bounded_attempts(make_driver: Make, control: Any,
+                                                      new_uuid: Callable[[], str]) -> None:
+    control.reset_calls()
+    try:
+        make_driver(password=f"Wrong-{new_uuid()}").get_available_nodes(refresh=True)
+        pytest.fail("with a wrong password the driver reported nodes; required AuthenticationFailed",
+                    pytrace=False)
+    except AuthenticationFailed:
+        pass
+    except DriverError as e:
+        pytest.fail(f"with a wrong password the driver raised {type(e).__name__} ({e}); required "
+                    "AuthenticationFailed", pytrace=False)
+    logins = control.calls()["by_method"].get("Login", 0)
+    assert 1 <= logins <= 3, f"{logins} login attempts with a wrong password; required 1 to 3"

@@ -1,0 +1,308 @@
+"""Fixtures the checks use: the vCenter under test (fake or existing), the oracle, the control API, the
+driver factory, seeded names, evidence for the report, and clean-up that runs even when a check fails."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pyVmomi import vim
+
+from conformance.contract import ComputeDriver, DriverConfig, DriverError
+from conformance.drivers import REFERENCE_DRIVER, load_driver_class
+from conformance.harness import Endpoint, SimulatorError, start_simulator
+from conformance.oracle import Oracle, OracleError
+from conformance.plugin import EVIDENCE, setting, state
+from conformance.topology import Topology, TopologyError, load_topology
+
+
+@dataclass
+class ExternalVCenter:
+    """An existing vCenter named with --vcenter-url: the same fields the checks read from an Endpoint."""
+
+    url: str
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    ca_file: str | None
+    backend: str = "external"
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Site:
+    """A vCenter the checks run against, with what they need to know about it."""
+
+    vcenter: Endpoint | ExternalVCenter
+    oracle: Oracle
+    clusters: tuple[str, ...]  # the clusters a driver manages by default (inventory paths)
+    scratch_datacenter: str | None  # moref of a datacenter where checks may create clusters
+
+    def config(self, **overrides: Any) -> DriverConfig:
+        v = self.vcenter
+        base = DriverConfig(url=v.url, username=v.username, password=v.password, clusters=self.clusters,
+                            ca_file=str(v.ca_file) if v.ca_file else None)
+        return replace(base, **overrides)
+
+
+def _fail_setup(message: str) -> None:
+    pytest.exit(f"vcconform: {message}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def _sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@contextlib.contextmanager
+def _fake_site(config: pytest.Config, topology_path: str) -> Iterator[Site]:
+    """Start a fake vCenter with a topology; stop it however the run ends."""
+    try:
+        topo = load_topology(topology_path)
+    except TopologyError as e:
+        _fail_setup(str(e))
+        raise
+    backend = setting(config, "--vcsim-backend") or "process"
+    started = time.monotonic()
+    try:
+        endpoint = start_simulator(topo, backend, trace=config.getoption("vcconform_vcsim_trace"),
+                                   timeout=float(setting(config, "--vcsim-timeout") or 30))
+    except SimulatorError as e:
+        pytest.exit(f"vcconform: {e}", returncode=pytest.ExitCode.INTERNAL_ERROR)
+    s = state(config)
+    env = s.environment
+    env.setdefault("backend", backend)
+    env.setdefault("versions", endpoint.versions)
+    env.setdefault("topologies", {})[topo.name] = {"file": topology_path, "sha256": topo.digest,
+                                                   "ready_s": round(time.monotonic() - started, 3)}
+    try:
+        oracle = Oracle(endpoint.host, endpoint.port, endpoint.username, endpoint.password, str(endpoint.ca_file))
+        dcs = oracle.inventory().datacenters
+        yield Site(endpoint, oracle, tuple(topo.cluster_paths()), next(iter(dcs), None))
+        oracle.close()
+    finally:
+        _keep_trace(config, endpoint, topo.name)
+        endpoint.stop()
+
+
+def _keep_trace(config: pytest.Config, endpoint: Endpoint, name: str) -> None:
+    directory = setting(config, "--report-dir")
+    trace = endpoint.state_dir / "trace.log"
+    if directory and trace.exists():
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        trace.replace(Path(directory) / f"simulator-trace-{name}.log")
+
+
+@contextlib.contextmanager
+def _external_site(config: pytest.Config, url: str) -> Iterator[Site]:
+    """An existing vCenter and the description of its inventory (--vcenter-inventory)."""
+    u = urllib.parse.urlsplit(url)
+    username = setting(config, "--vcenter-username")
+    password_env = setting(config, "--vcenter-password-env") or "VCCONFORM_VCENTER_PASSWORD"
+    password = os.environ.get(password_env)
+    inventory_file = setting(config, "--vcenter-inventory")
+    if u.scheme != "https" or not u.hostname:
+        _fail_setup(f"--vcenter-url {url!r}: expected https://host[:port]/sdk")
+    if not username or password is None:
+        _fail_setup(f"--vcenter-url needs --vcenter-username and the password in ${password_env}")
+    if not inventory_file:
+        _fail_setup("--vcenter-url needs --vcenter-inventory: a YAML file with 'clusters' (inventory paths "
+                    "the driver manages) and optionally 'scratch_datacenter' (where checks may create clusters)")
+    try:
+        described = yaml.safe_load(Path(str(inventory_file)).read_text()) or {}
+        clusters = tuple(str(c) for c in described["clusters"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
+        _fail_setup(f"--vcenter-inventory {inventory_file}: expected a YAML mapping with a 'clusters' list "
+                    f"({type(e).__name__})")
+        raise
+    vcenter = ExternalVCenter(url=url, host=str(u.hostname), port=u.port or 443, username=str(username),
+                              password=str(password), ca_file=setting(config, "--vcenter-ca-file"))
+    try:
+        oracle = Oracle(vcenter.host, vcenter.port, vcenter.username, vcenter.password, vcenter.ca_file)
+    except OracleError as e:
+        _fail_setup(str(e))
+        raise
+    scratch = None
+    if described.get("scratch_datacenter"):
+        name = str(described["scratch_datacenter"]).strip("/")
+        scratch = next((m for m, n in oracle.inventory().datacenters.items() if n == name), None)
+        if scratch is None:
+            _fail_setup(f"--vcenter-inventory: scratch_datacenter {name!r} does not exist")
+    state(config).environment.update({"backend": "external", "vcenter": f"{vcenter.host}:{vcenter.port}",
+                                      "topologies": {"external": {"file": str(inventory_file),
+                                                                  "sha256": _sha256(str(inventory_file))}}})
+    yield Site(vcenter, oracle, clusters, scratch)
+    oracle.close()
+
+
+@pytest.fixture(scope="session")
+def site(pytestconfig: pytest.Config) -> Iterator[Site]:
+    """The vCenter under test: a fake one loaded with --topology, or the one named by --vcenter-url."""
+    url = setting(pytestconfig, "--vcenter-url")
+    with _external_site(pytestconfig, url) if url else \
+            _fake_site(pytestconfig, setting(pytestconfig, "--topology") or "") as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def hetero(pytestconfig: pytest.Config, site: Site) -> Iterator[Site]:
+    """A second fake vCenter on the heterogeneous topology (hosts of many sizes, in maintenance,
+    disconnected; shared datastores; same-named clusters)."""
+    if site.vcenter.backend == "external":
+        pytest.skip("the heterogeneous topology needs the fake vCenter (not available with --vcenter-url)")
+    path = setting(pytestconfig, "--heterogeneous-topology") or ""
+    if not Path(path).exists():
+        pytest.skip(f"heterogeneous topology {path} not found")
+    with _fake_site(pytestconfig, path) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def vcenter(site: Site) -> Endpoint | ExternalVCenter:
+    return site.vcenter
+
+
+@pytest.fixture(scope="session")
+def oracle(site: Site) -> Oracle:
+    """An independent session on vCenter: expected values and set-up changes come from here."""
+    return site.oracle
+
+
+@pytest.fixture(scope="session")
+def control(site: Site) -> Any:
+    """The fake vCenter's control API (faults, latency, session expiry, host states, reset, call counts)."""
+    if not isinstance(site.vcenter, Endpoint):
+        pytest.skip("needs the fake vCenter's control API (not available with --vcenter-url)")
+    from conformance.control import Control
+
+    return Control(site.vcenter)
+
+
+@pytest.fixture(scope="session")
+def scratch_datacenter(site: Site) -> str:
+    """A datacenter where checks may create (and then destroy) clusters."""
+    if site.scratch_datacenter is None:
+        pytest.skip("the inventory description names no scratch_datacenter where checks may create clusters")
+    return site.scratch_datacenter
+
+
+@pytest.fixture(scope="session")
+def driver_class(pytestconfig: pytest.Config) -> type[ComputeDriver]:
+    cls = state(pytestconfig).driver_class
+    return cls if cls is not None else load_driver_class(setting(pytestconfig, "--driver") or REFERENCE_DRIVER)
+
+
+@pytest.fixture
+def rng(request: pytest.FixtureRequest) -> random.Random:
+    """Random numbers from the run's seed and the check's id: the same names in a rerun with --seed."""
+    return random.Random(f"{state(request.config).seed}:{request.node.nodeid}")
+
+
+@pytest.fixture
+def new_uuid(rng: random.Random) -> Callable[[], str]:
+    return lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Figures a check records for the report (kept with its outcome)."""
+    found: dict[str, Any] = request.node.stash.setdefault(EVIDENCE, {})
+    return found
+
+
+@pytest.fixture
+def base_config(site: Site) -> DriverConfig:
+    """The configuration a driver gets unless a check says otherwise: the site's managed clusters."""
+    return site.config()
+
+
+@pytest.fixture
+def make_driver(driver_class: type[ComputeDriver], site: Site) -> Iterator[Callable[..., ComputeDriver]]:
+    """Build drivers (``make_driver(clusters=...)``, ``make_driver(site=hetero)``); all are closed afterwards."""
+    made: list[ComputeDriver] = []
+
+    def make(*, site_: Site | None = None, **overrides: Any) -> ComputeDriver:
+        config = (site_ or site).config(**overrides)
+        try:
+            d = driver_class(config)
+        except DriverError:
+            raise
+        except Exception as e:
+            pytest.fail(f"the driver's constructor raised {type(e).__name__}: {e}", pytrace=False)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        with contextlib.suppress(Exception):
+            d.close()
+
+
+@pytest.fixture
+def driver(make_driver: Callable[..., ComputeDriver]) -> ComputeDriver:
+    """A driver managing the site's clusters."""
+    return make_driver()
+
+
+class Cleanup:
+    """Undo, through an oracle, what a check created in vCenter, last first, even when the check failed."""
+
+    def __init__(self) -> None:
+        self._undo: list[Callable[[], None]] = []
+
+    def instance(self, oracle: Oracle, instance_uuid: str) -> None:
+        """Destroy every VM carrying the instance uuid."""
+        def undo() -> None:
+            for vm in oracle.find_vms(instance_uuid):
+                oracle.destroy(vm.moref, vim.VirtualMachine)
+        self._undo.append(undo)
+
+    def entity(self, oracle: Oracle, moref: str, kind: type) -> None:
+        """Destroy a cluster, datacenter or other entity the check created."""
+        self._undo.append(lambda: oracle.destroy(moref, kind))
+
+    def later(self, undo: Callable[[], None]) -> None:
+        """Any other undo step (renaming back, clearing a fault...)."""
+        self._undo.append(undo)
+
+    def run(self) -> None:
+        errors = []
+        while self._undo:
+            try:
+                self._undo.pop()()
+            except Exception as e:  # keep undoing the rest
+                errors.append(f"{type(e).__name__}: {e}")
+        if errors:
+            raise AssertionError("clean-up failed: " + "; ".join(errors))
+
+
+@pytest.fixture
+def cleanup() -> Iterator[Cleanup]:
+    c = Cleanup()
+    yield c
+    c.run()
+
+
+@pytest.fixture(autouse=True)
+def _reset_after(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Checks marked ``resets`` change the fake vCenter in ways clean-up cannot undo (host states, faults,
+    latency): put it back as loaded afterwards, for the checks that follow."""
+    ctl = request.getfixturevalue("control") if request.node.get_closest_marker("resets") else None
+    yield
+    if ctl is not None:
+        ctl.reset()
+
+
+def topology_of(site: Site) -> Topology | None:
+    return site.vcenter.topology if isinstance(site.vcenter, Endpoint) else None
