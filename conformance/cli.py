@@ -29,6 +29,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     # Options as --name=value: pytest's early pass must never take a value for a path to collect. The
     # checks' own folder is the root, so no conftest.py or ini file of the working directory joins in.
     argv = ["--pyargs", "conformance.checks", "-p", "no:cacheprovider", f"--rootdir={checks}",
+            "-W", "ignore::pytest.PytestAssertRewriteWarning",
             f"--confcutdir={checks}", f"--junitxml={report_dir / 'junit.xml'}", f"--report-dir={report_dir}",
             f"--driver={args.driver}"]
     if args.vcsim_backend:

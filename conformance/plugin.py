@@ -29,6 +29,7 @@ DEFAULT_TOPOLOGY = str(REPO / "fixtures" / "topologies" / "standard.yaml")
 HETEROGENEOUS_TOPOLOGY = str(REPO / "fixtures" / "topologies" / "heterogeneous.yaml")
 ENV_KEY = "vcconform_env"
 EVIDENCE_KEY = "vcconform_evidence"
+CERTIFY_KEY = "vcconform_certify_refused"
 
 
 @dataclass(frozen=True)
@@ -175,20 +176,24 @@ class _Session:
             mandatory = [r for r in requirement_ids(item) if REQUIREMENTS[r].level == MANDATORY]
             if mandatory:
                 report.outcome = "failed"
+                report.user_properties.append((CERTIFY_KEY, "1"))
                 report.longrepr = (f"certify: mandatory {', '.join(mandatory)} may not be skipped "
                                    f"(it would have skipped: {_message_of_skip(report)})")
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        rids = self.requirements.get(report.nodeid)
-        if rids is None:
-            return
         props = dict(report.user_properties)
+        # Under xdist the controller collects nothing: the ids travel with the report.
+        rids = self.requirements.get(report.nodeid) or tuple(str(props.get("requirements", "")).split(",") if
+                                                             props.get("requirements") else ())
+        if not rids:
+            return
         if ENV_KEY in props and not self.environment:
             self.environment = json.loads(str(props[ENV_KEY]))
         current = self.results.get(report.nodeid)
         if report.when == "setup":
-            outcome = "error" if report.failed else "skipped" if report.skipped else "passed"
+            refused = CERTIFY_KEY in props  # a refused skip is the check's failure, not a broken check
+            outcome = "error" if report.failed and not refused else report.outcome
             current = self.results[report.nodeid] = CheckResult(
                 report.nodeid, rids, outcome, _message(report) if outcome != "passed" else "")
         elif report.when == "call" and current is not None:
@@ -201,11 +206,11 @@ class _Session:
             current.evidence = json.loads(str(props[EVIDENCE_KEY]))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.requirements or session.config.option.collectonly:
+        if not self.results or session.config.option.collectonly:
             return
         if hasattr(session.config, "workerinput"):
             return  # an xdist worker: the controller writes the report
-        cls = self.driver_class
+        cls = self.driver_class or load_driver_class(setting(session.config, "--driver") or REFERENCE_DRIVER)
         driver = ({"class": f"{cls.__module__}:{cls.__qualname__}",
                    "version": str(getattr(cls, "version", "unknown")),
                    "capabilities": dict(getattr(cls, "capabilities", {}) or {})} if cls else {})

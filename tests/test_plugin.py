@@ -1,0 +1,78 @@
+"""The plugin end to end: an existing vCenter (--vcenter-url), certification mode, xdist, and what the
+reports hold (and never hold: the password)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from conformance.harness import running_simulator
+from tests.conftest import REPO, STANDARD
+
+
+def run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
+    done = subprocess.run([sys.executable, "-m", "conformance.cli", "run", "--report-dir", str(tmp_path), "-q",
+                           *args], cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
+    report = tmp_path / "report.json"
+    assert report.exists(), done.stdout[-3000:] + done.stderr[-2000:]
+    return done.returncode, json.loads(report.read_text()), done.stdout
+
+
+def test_existing_vcenter_runs_what_needs_no_control_api(tmp_path: Path) -> None:
+    with running_simulator(STANDARD) as sim:
+        inventory = tmp_path / "inventory.yaml"
+        inventory.write_text("clusters:\n" + "".join(f"  - {p}\n" for p in sim.topology.cluster_paths())
+                             + "scratch_datacenter: DC0\n")
+        code, report, out = run(tmp_path, "--vcenter-url", sim.url, "--vcenter-username", sim.username,
+                                "--vcenter-ca-file", str(sim.ca_file), "--vcenter-inventory", str(inventory),
+                                env={"VCCONFORM_VCENTER_PASSWORD": sim.password})
+        password = sim.password
+    outcomes = {c["check"].split("::")[1]: (c["outcome"], c["message"]) for c in report["checks"]}
+    assert outcomes["test_one_node_per_managed_cluster"][0] == "passed"
+    assert outcomes["test_vm_lands_in_the_nodes_cluster"][0] == "passed"
+    assert outcomes["test_added_cluster_appears_after_refresh"][0] == "passed"
+    skipped = {k: m for k, (o, m) in outcomes.items() if o == "skipped"}
+    assert "needs the fake vCenter's control API" in skipped["test_expired_session_is_replaced"]
+    assert "heterogeneous topology needs the fake vCenter" in skipped["test_node_figures_on_the_heterogeneous_topology"]
+    assert not [k for k, (o, _) in outcomes.items() if o in ("failed", "error")], outcomes
+    assert report["environment"]["backend"] == "external"
+    assert report["verdict"] == "NONCONFORMANT" and code == 1  # mandatory checks could not run
+    for name in ("report.json", "report.html", "junit.xml"):
+        assert password not in (tmp_path / name).read_text(), f"the password is in {name}"
+    assert password not in out
+
+
+def test_certify_refuses_to_skip_a_mandatory_check(tmp_path: Path) -> None:
+    code, report, _ = run(tmp_path, "--certify", "--seed", "1234", "--heterogeneous-topology",
+                          str(tmp_path / "absent.yaml"), "--requirement", "NODE-01", "--requirement", "RES-06")
+    checks = {c["check"].split("::")[1]: c for c in report["checks"]}
+    hetero = checks["test_one_node_per_cluster_on_the_heterogeneous_topology"]
+    assert hetero["outcome"] == "failed"
+    assert "certify: mandatory NODE-01 may not be skipped" in hetero["message"]
+    # Optional checks may still skip, with the reason.
+    assert checks["test_placement_inventory_matches"]["outcome"] in ("skipped", "passed")
+    assert report["reproduce"]["seed"] == 1234 and report["reproduce"]["certify"] is True
+    assert report["environment"]["topologies"]["standard"]["sha256"]
+    assert code == 1
+
+
+def test_reports_hold_matrix_versions_and_html(tmp_path: Path) -> None:
+    _, report, out = run(tmp_path, "--requirement", "NODE-01", "--requirement", "RES-04")
+    assert set(report["capability_matrix"]) == {"NODE", "RES", "SPAWN", "CHURN", "FAULT", "SEC", "EFF"}
+    assert report["capability_matrix"]["SPAWN"]["support"] == "missing"  # not run
+    assert {"suite", "pyvmomi", "simulator.govmomi"} <= set(report["versions"])
+    page = (tmp_path / "report.html").read_text()
+    assert "Capability matrix" in page and report["verdict"] in page and "<script" not in page
+    assert "vcconform certification summary" in out and "verdict:" in out
+
+
+def test_checks_pass_under_xdist(tmp_path: Path) -> None:
+    _, report, _ = run(tmp_path, "-n", "2", "--requirement", "NODE-01",
+                          "--requirement", "SPAWN-01", "--requirement", "CHURN-02")
+    assert {c["outcome"] for c in report["checks"] if "heterogeneous" not in c["check"]} == {"passed"}
+    assert report["environment"]["backend"] == "process"
