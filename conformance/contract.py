@@ -69,7 +69,8 @@ class DriverConfig:
 
     ``clusters`` names each managed cluster by inventory path (``/DC0/host/folder/C0``) or by moref
     (``domain-c9``). TLS is verified against ``ca_file`` (or the system store when it is None) unless
-    ``insecure`` is set explicitly.
+    ``insecure`` is set explicitly. ``resource_pool``, when set, is a pool path below each managed
+    cluster's root pool (``nova``, ``tenants/nova``) that spawns go to instead of the root pool.
     """
 
     url: str
@@ -80,6 +81,7 @@ class DriverConfig:
     insecure: bool = False
     datastore_regex: str | None = None
     service_id: str = "compute-0"
+    resource_pool: str | None = None
 
 
 @dataclass(frozen=True)
