@@ -51,6 +51,12 @@ conformance: $(VENV)/.installed $(FAKEVC)
 	$(VENV)/bin/vcconform run --driver '$(DRIVER)' --vcsim-backend $(BACKEND) --topology '$(TOPOLOGY)' \
 		--report-dir $(REPORT_DIR) $(PYTEST_ARGS)
 
+# A certification run: no mandatory check may skip; the report records seed, versions and topology hashes.
+certify: $(VENV)/.installed $(FAKEVC)
+	@if [ "$(BACKEND)" = container ]; then $(MAKE) --no-print-directory image; fi
+	$(VENV)/bin/vcconform run --certify --driver '$(DRIVER)' --vcsim-backend $(BACKEND) --topology '$(TOPOLOGY)' \
+		--report-dir build/certification $(if $(SEED),--seed $(SEED)) $(PYTEST_ARGS)
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check conformance driver_under_test tests bench
 	$(VENV)/bin/mypy

@@ -361,6 +361,15 @@ class NotificationsNeverFire(Mutant):
 
 # -- FAULT -----------------------------------------------------------------------------------------------
 
+class NoRelogin(Mutant):
+    """Never logs in again: once vCenter ends its session (expiry, restart) every call fails."""
+
+    targets = ("FAULT-01", "FAULT-04")
+
+    def _relogin(self, seen: int) -> None:
+        raise VCenterUnavailable("the vCenter session has ended")
+
+
 class ServesLastGoodFigures(Mutant):
     """Answers from its last good snapshot when vCenter fails, as if the figures were fresh."""
 
