@@ -131,9 +131,10 @@ class CountsCoresNotThreads(Mutant):
     """Reports physical cores as vcpus, where the requirement is hardware threads."""
 
     targets = ("RES-01",)
+    host_properties = (*ReferenceDriver.host_properties, "summary.hardware.numCpuCores")
 
     def _host_vcpus(self, host: dict[str, Any]) -> int:
-        return int(host["summary.hardware"].numCpuCores)
+        return int(host["summary.hardware.numCpuCores"])
 
 
 class CountsUnschedulableHosts(Mutant):

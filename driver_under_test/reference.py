@@ -79,8 +79,6 @@ INVENTORY_PROPERTIES: dict[Any, list[str]] = {
     vim.ManagedEntity: ["name", "parent"],
     vim.Datacenter: ["vmFolder"],
     vim.ComputeResource: ["host", "datastore", "resourcePool"],
-    vim.HostSystem: ["summary.hardware", "summary.quickStats", "runtime.connectionState",
-                     "runtime.inMaintenanceMode", "datastore"],
     vim.Datastore: ["summary"],
 }
 VM_PROPERTIES = ["config.instanceUuid", "runtime.powerState", "runtime.host"]
@@ -97,7 +95,7 @@ class Node:
     pool: Any  # its root vim.ResourcePool
     vm_folder: Any  # the datacenter's vim.Folder for VMs
     host_refs: tuple[str, ...]  # morefs of the cluster's hosts
-    hosts: tuple[dict[str, Any], ...]  # per host: the INVENTORY_PROPERTIES of HostSystem, plus "ref"
+    hosts: tuple[dict[str, Any], ...]  # per host: its name, ReferenceDriver.host_properties and "ref"
     datastores: tuple[Any, ...]  # per datastore the cluster mounts: its vim.Datastore.Summary
 
 
@@ -127,6 +125,11 @@ class ReferenceDriver(ComputeDriver):
 
     version = "1.0.0"
     capabilities: ClassVar[Mapping[str, bool]] = {"placement_inventory": True, "update_notifications": True}
+    #: What a refresh reads of each host: only what the figures and the placement policy use, since the
+    #: time of a refresh is mostly decoding the answer (bench/results/refresh.json).
+    host_properties: ClassVar[tuple[str, ...]] = (
+        "summary.hardware.numCpuThreads", "summary.hardware.memorySize", "summary.quickStats.overallMemoryUsage",
+        "runtime.connectionState", "runtime.inMaintenanceMode", "datastore")
 
     def __init__(self, config: DriverConfig) -> None:
         check_config(config)
@@ -277,7 +280,8 @@ class ReferenceDriver(ComputeDriver):
             propSet=[PC.PropertySpec(type=t, pathSet=p) for t, p in properties.items()])
 
     def _inventory_spec(self) -> Any:
-        return self._view_spec(self._view("inventory", INVENTORY_TYPES), INVENTORY_PROPERTIES,
+        return self._view_spec(self._view("inventory", INVENTORY_TYPES),
+                               {**INVENTORY_PROPERTIES, vim.HostSystem: list(self.host_properties)},
                                {"host": vim.ComputeResource, "datastore": vim.ComputeResource})
 
     def _retrieve(self, spec: Any) -> list[Any]:
@@ -403,7 +407,7 @@ class ReferenceDriver(ComputeDriver):
         return bool(host["runtime.connectionState"] == "connected" and not host["runtime.inMaintenanceMode"])
 
     def _host_vcpus(self, host: dict[str, Any]) -> int:
-        return int(host["summary.hardware"].numCpuThreads)
+        return int(host["summary.hardware.numCpuThreads"])
 
     def _usable_datastores(self, node: Node) -> list[Any]:
         """Accessible, not in (or entering) maintenance, and matching datastore_regex (the whole name)."""
@@ -418,14 +422,14 @@ class ReferenceDriver(ComputeDriver):
         stores = self._usable_datastores(node)
         capacity = sum(d.capacity for d in stores)
         vcpus = sum(self._host_vcpus(h) for h in hosts)
-        memory_mb = sum(h["summary.hardware"].memorySize for h in hosts) // MIB
+        memory_mb = sum(h["summary.hardware.memorySize"] for h in hosts) // MIB
         local_gb = capacity // GIB
         return Resources(
             vcpus=vcpus,
             memory_mb=memory_mb,
             local_gb=local_gb,
             vcpus_used=0,  # as Nova's driver: the resource tracker counts its instances' vCPUs itself
-            memory_mb_used=sum(h["summary.quickStats"].overallMemoryUsage or 0 for h in hosts),
+            memory_mb_used=sum(h.get("summary.quickStats.overallMemoryUsage") or 0 for h in hosts),
             local_gb_used=(capacity - sum(d.freeSpace for d in stores)) // GIB,
             hypervisor_type="VMware vCenter Server",
             hypervisor_version=self._hypervisor_version,
@@ -433,7 +437,7 @@ class ReferenceDriver(ComputeDriver):
             cpu_info="",
             inventory={
                 "VCPU": _record(vcpus, max((self._host_vcpus(h) for h in hosts), default=0), "VCPU"),
-                "MEMORY_MB": _record(memory_mb, max((h["summary.hardware"].memorySize // MIB for h in hosts),
+                "MEMORY_MB": _record(memory_mb, max((h["summary.hardware.memorySize"] // MIB for h in hosts),
                                                     default=0), "MEMORY_MB"),
                 "DISK_GB": _record(local_gb, max((d.capacity // GIB for d in stores), default=0), "DISK_GB"),
             },
@@ -505,7 +509,7 @@ class ReferenceDriver(ComputeDriver):
         ds = min(stores, key=lambda d: (-d.freeSpace, d.name))
 
         def free_mb(h: dict[str, Any]) -> int:
-            return int(h["summary.hardware"].memorySize // MIB - (h["summary.quickStats"].overallMemoryUsage or 0))
+            return int(h["summary.hardware.memorySize"] // MIB - (h.get("summary.quickStats.overallMemoryUsage") or 0))
         host = min((h for h in hosts if ds.datastore._moId in {d._moId for d in h.get("datastore", [])}),
                    key=lambda h: (-free_mb(h), h["name"]))
         return host, ds
