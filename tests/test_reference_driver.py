@@ -541,3 +541,110 @@ def test_destroy_after_a_new_login_removes_a_powered_off_vm(site: Site, make: Ca
     end_other_sessions(site.oracle)
     d.destroy(instance)  # finds a powered-off VM after logging in again, and destroys it
     assert site.oracle.find_vms(instance.uuid) == []
+
+
+# -- with the fake vCenter's control API: faults, expiry, restart, slow tasks, server-side counts -------------
+
+@pytest.fixture(scope="module")
+def controlled() -> Iterator[tuple[Endpoint, Any]]:
+    """A fake vCenter of its own (the SITE topology) and its control API; skipped until the API exists."""
+    control_module = pytest.importorskip("conformance.control")
+    endpoint = start_simulator(SITE)
+    control = control_module.Control(endpoint)
+    try:
+        yield endpoint, control
+    finally:
+        control.close()
+        endpoint.stop()
+
+
+@pytest.fixture
+def ctl(controlled: tuple[Endpoint, Any]) -> Iterator[tuple[ReferenceDriver, Any]]:
+    """A driver on the controlled vCenter, every cluster; the vCenter is reset afterwards."""
+    endpoint, control = controlled
+    d = ReferenceDriver(DriverConfig(url=endpoint.url, username=endpoint.username, password=endpoint.password,
+                                     clusters=tuple(SITE.cluster_paths()), ca_file=str(endpoint.ca_file)))
+    try:
+        yield d, control
+    finally:
+        d.close()
+        control.reset()
+
+
+def test_server_counts_one_call_per_refresh(ctl: tuple[ReferenceDriver, Any]) -> None:
+    d, control = ctl
+    d.get_available_nodes(refresh=True)
+    control.reset_calls()
+    with count_calls(d._si) as calls:
+        for node in d.get_available_nodes(refresh=True):
+            d.get_available_resource(node)
+    assert control.calls()["by_method"] == calls.by_method == {"RetrievePropertiesEx": 1}
+
+
+def test_a_transient_fault_is_retried(ctl: tuple[ReferenceDriver, Any]) -> None:
+    d, control = ctl
+    before = {n: d.get_available_resource(n) for n in d.get_available_nodes(refresh=True)}
+    control.add_fault("RetrievePropertiesEx", "SystemError", count=1)
+    control.reset_calls()
+    assert {n: d.get_available_resource(n) for n in d.get_available_nodes(refresh=True)} == before
+    assert control.calls()["by_method"] == {"RetrievePropertiesEx": 2}
+
+
+def test_a_persistent_fault_is_vcenter_unavailable_and_no_figures(ctl: tuple[ReferenceDriver, Any]) -> None:
+    d, control = ctl
+    node = d.get_available_nodes(refresh=True)[0]
+    control.add_fault("RetrievePropertiesEx", "HostCommunication")
+    control.reset_calls()
+    with pytest.raises(VCenterUnavailable, match=r"HostCommunication.* after 3 attempts"):
+        d.get_available_nodes(refresh=True)
+    assert control.calls()["by_method"] == {"RetrievePropertiesEx": 3}
+    with pytest.raises(VCenterUnavailable, match="last refresh failed"):
+        d.get_available_resource(node)
+    control.clear_faults()
+    assert node in d.get_available_nodes(refresh=True)
+
+
+def test_a_failed_power_on_leaves_no_vm(ctl: tuple[ReferenceDriver, Any]) -> None:
+    d, control = ctl
+    node = d.get_available_nodes(refresh=True)[0]
+    control.add_fault("PowerOnVM_Task", "SystemError", message="injected: power-on failed")
+    instance = Instance(uuid=str(uuid.uuid4()), name="fails")
+    with pytest.raises(SpawnFailed, match="power-on failed") as err:
+        d.spawn(instance, node)
+    assert "could not be removed" not in str(err.value)
+    assert instance.uuid not in d.list_instances()
+    control.clear_faults()
+    d.destroy(instance)  # nothing left to destroy
+
+
+def test_expired_sessions_and_a_restart_log_in_once_each(ctl: tuple[ReferenceDriver, Any]) -> None:
+    d, control = ctl
+    nodes = d.get_available_nodes(refresh=True)
+    d.list_instances()
+    for end in (control.expire_sessions, control.reset):
+        end()
+        control.reset_calls()
+        assert d.get_available_nodes(refresh=True) == nodes
+        assert d.list_instances() == []
+        assert control.calls()["by_method"].get("Login") == 1
+
+
+def test_wrong_credentials_are_tried_once_on_the_server(controlled: tuple[Endpoint, Any]) -> None:
+    endpoint, control = controlled
+    control.reset_calls()
+    with pytest.raises(AuthenticationFailed):
+        ReferenceDriver(DriverConfig(url=endpoint.url, username=endpoint.username, password="not-it",
+                                     clusters=(), ca_file=str(endpoint.ca_file)))
+    assert control.calls()["by_method"].get("Login") == 1
+
+
+def test_slow_tasks_and_latency_are_waited_for(ctl: tuple[ReferenceDriver, Any]) -> None:
+    d, control = ctl
+    node = d.get_available_nodes(refresh=True)[0]
+    control.set_task_delay("CreateVM_Task", 400)
+    control.set_latency("*", 100)
+    instance = Instance(uuid=str(uuid.uuid4()), name="slow")
+    with count_calls(d._si) as calls:
+        d.spawn(instance, node)
+    assert 3 <= calls.by_method["Fetch"] <= 8  # polls back off: 0, 50, 100, 200 ms... not a busy loop
+    assert d.get_info(instance).state == "running"
