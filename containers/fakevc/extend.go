@@ -1,6 +1,8 @@
+// Adding and overriding SOAP methods of vcsim's objects, per calling session.
 package main
 
 import (
+	"context"
 	"slices"
 	"sync"
 
@@ -9,23 +11,40 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-// extensions adds SOAP methods that vcsim lacks to some of its objects.
+// extensions adds SOAP methods that vcsim lacks to some of its objects, and
+// overrides some that vcsim gets wrong.
 //
 // vcsim dispatches a call to the object that the caller's session resolves
 // the moref to: the session's own registry first, then the global one. The
 // registry's Handler hook is overruled by that lookup, so a wrapper that adds
 // methods is put into the caller's session registry when the caller first
-// calls a method on the object, and taken out of every session when the
-// object leaves the inventory. The global registry keeps vcsim's own objects,
-// so vcsim's type switches (*simulator.ClusterComputeResource ...) still hold.
-// Property reads see the same fields: a wrapper embeds the very object.
+// calls one of them, and taken out of every session when the object leaves
+// the inventory. The global registry keeps vcsim's own objects, so vcsim's
+// type switches (*simulator.ClusterComputeResource ...) still hold. Property
+// reads see the same fields: a wrapper embeds the very object.
 type extensions struct {
 	mu       sync.Mutex
 	sessions map[types.ManagedObjectReference][]*simulator.Registry
+	w        *world
+
+	// collectors are the PropertyCollectors that have waited for updates:
+	// a reset ends their waits, and changes made without Registry.Update are
+	// sent to them directly.
+	collectors map[*simulator.PropertyCollector]bool
+	// registered is the per-session instance of the singleton
+	// PropertyCollector that vcsim has registered for updates. vcsim keys its
+	// registry handlers by moref, and every session's instance of the
+	// singleton has the singleton's moref: registering one unregisters the
+	// one before, which then never hears of a change again (vcsim bug: with
+	// two sessions in WaitForUpdatesEx on the default collector, only the
+	// last to start receives updates). fakevc forwards every change to the
+	// other instances itself.
+	registered *simulator.PropertyCollector
 }
 
-func newExtensions() *extensions {
-	return &extensions{sessions: map[types.ManagedObjectReference][]*simulator.Registry{}}
+func newExtensions(w *world) *extensions {
+	return &extensions{sessions: map[types.ManagedObjectReference][]*simulator.Registry{}, w: w,
+		collectors: map[*simulator.PropertyCollector]bool{}}
 }
 
 // extension is a wrapper that adds the SOAP methods it names.
@@ -35,18 +54,37 @@ type extension interface {
 }
 
 // wrap returns the wrapper for obj, or nil when nothing is added to its type.
-func wrap(obj mo.Reference) extension {
+func (e *extensions) wrap(obj mo.Reference) extension {
 	switch o := obj.(type) {
 	case *simulator.ClusterComputeResource:
-		return &cluster{o}
+		return &cluster{o, e.w}
+	case *simulator.HostSystem:
+		return &host{o, e.w}
+	case *simulator.Folder:
+		return &folder{o, e.w}
+	case *simulator.VirtualMachine:
+		return &virtualMachine{o, e.w}
+	case *mo.ComputeResource:
+		return &computeResource{o, e.w}
 	}
 	return nil
 }
 
+// methodKey carries the SOAP method name in a call's context, so a task
+// created by the call can be named after it (see fidelity.UpdateObject).
+type methodKey struct{}
+
 // handle is the registry's Handler: it runs before every call.
 func (e *extensions) handle(ctx *simulator.Context, m *simulator.Method) (mo.Reference, types.BaseMethodFault) {
+	if ctx.Context == nil {
+		ctx.Context = context.Background()
+	}
+	ctx.Context = context.WithValue(ctx.Context, methodKey{}, m.Name)
+	if ctx.Session != nil {
+		e.trackCollector(ctx, m)
+	}
 	obj := ctx.Map.Get(m.This)
-	w := wrap(obj)
+	w := e.wrap(obj)
 	if w == nil || !slices.Contains(w.adds(), m.Name) {
 		return nil, nil // vcsim serves it; no wrapper enters a session that never asked for one
 	}
@@ -74,6 +112,71 @@ func (e *extensions) handle(ctx *simulator.Context, m *simulator.Method) (mo.Ref
 	return w, nil
 }
 
+// trackCollector notes the collectors that wait for updates (see
+// extensions.registered).
+func (e *extensions) trackCollector(ctx *simulator.Context, m *simulator.Method) {
+	var initial bool
+	switch req := m.Body.(type) {
+	case *types.WaitForUpdatesEx:
+		initial = req.Version == ""
+	case *types.WaitForUpdates:
+		initial = req.Version == ""
+	case *types.CheckForUpdates:
+		initial = req.Version == ""
+	case *types.DestroyPropertyCollector:
+	default:
+		return
+	}
+	pc, ok := ctx.Session.Get(m.This).(*simulator.PropertyCollector)
+	if !ok {
+		return
+	}
+	singleton := m.This == e.w.model.ServiceContent.PropertyCollector
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if m.Name == "DestroyPropertyCollector" {
+		delete(e.collectors, pc)
+		if singleton {
+			e.registered = nil // vcsim unregisters whichever instance held the moref
+		}
+		return
+	}
+	e.collectors[pc] = true
+	if singleton && initial {
+		e.registered = pc
+	}
+}
+
+// forward hands a registry change to the instances of the singleton
+// collector that vcsim does not notify.
+func (e *extensions) forward(f func(pc *simulator.PropertyCollector)) {
+	ref := e.w.model.ServiceContent.PropertyCollector
+	e.mu.Lock()
+	var pcs []*simulator.PropertyCollector
+	for pc := range e.collectors {
+		if pc != e.registered && pc.Self == ref {
+			pcs = append(pcs, pc)
+		}
+	}
+	e.mu.Unlock()
+	for _, pc := range pcs {
+		f(pc)
+	}
+}
+
+// notifyAll tells every collector about changes made without Registry.Update.
+func (e *extensions) notifyAll(ctx *simulator.Context, obj mo.Reference, changes []types.PropertyChange) {
+	e.mu.Lock()
+	pcs := make([]*simulator.PropertyCollector, 0, len(e.collectors))
+	for pc := range e.collectors {
+		pcs = append(pcs, pc)
+	}
+	e.mu.Unlock()
+	for _, pc := range pcs {
+		pc.UpdateObject(ctx, obj, changes)
+	}
+}
+
 // forget takes an object's wrappers out of the sessions that hold one.
 func (e *extensions) forget(ctx *simulator.Context, ref types.ManagedObjectReference) {
 	e.mu.Lock()
@@ -82,5 +185,19 @@ func (e *extensions) forget(ctx *simulator.Context, ref types.ManagedObjectRefer
 	e.mu.Unlock()
 	for _, reg := range regs {
 		reg.Remove(ctx, ref)
+	}
+}
+
+// cancelWaits ends every WaitForUpdatesEx in progress (with RequestCanceled,
+// as CancelWaitForUpdates does), so no long poll outlives its world.
+func (e *extensions) cancelWaits() {
+	e.mu.Lock()
+	pcs := make([]*simulator.PropertyCollector, 0, len(e.collectors))
+	for pc := range e.collectors {
+		pcs = append(pcs, pc)
+	}
+	e.mu.Unlock()
+	for _, pc := range pcs {
+		pc.CancelWaitForUpdates(&types.CancelWaitForUpdates{This: pc.Self})
 	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,24 +17,24 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-func host(name string, cores int16, memGB int64) Host {
+func hostSpec(name string, cores int16, memGB int64) Host {
 	return Host{Name: name, CPUSockets: 1, CPUCores: cores, CPUThreads: 2 * cores, CPUMhz: 2000,
 		MemoryMB: memGB * 1024, ConnectionState: "connected"}
 }
 
 func testTopology() *Topology {
-	maint := host("C0_H2", 4, 16)
+	maint := hostSpec("C0_H2", 4, 16)
 	maint.Maintenance = true
-	disc := host("C0_H3", 4, 16)
+	disc := hostSpec("C0_H3", 4, 16)
 	disc.ConnectionState = "disconnected"
 	return &Topology{Name: "unit", Source: "unit.json", Datacenters: []Datacenter{{
 		Name: "DC0",
 		Clusters: []Cluster{
-			{Name: "C0", Hosts: []Host{host("C0_H0", 8, 64), host("C0_H1", 16, 128), maint, disc}},
-			{Name: "C1", Hosts: []Host{host("C1_H0", 2, 8)}},
+			{Name: "C0", Hosts: []Host{hostSpec("C0_H0", 8, 64), hostSpec("C0_H1", 16, 128), maint, disc}},
+			{Name: "C1", Hosts: []Host{hostSpec("C1_H0", 2, 8)}},
 			{Name: "EMPTY"},
 		},
-		StandaloneHosts: []Host{host("SA_H0", 4, 32)},
+		StandaloneHosts: []Host{hostSpec("SA_H0", 4, 32)},
 		Datastores: []Datastore{
 			{Name: "shared", Type: "VMFS", CapacityMB: 1 << 20, FreeMB: 1 << 19, Hosts: []string{"C0_H0", "C0_H1", "C1_H0"}},
 			{Name: "private", Type: "NFS", CapacityMB: 1 << 10, FreeMB: 1 << 9, Hosts: []string{"C1_H0"}},
@@ -41,31 +43,38 @@ func testTopology() *Topology {
 }
 
 // serve starts a fake vCenter with the topology over plain HTTP and returns
-// a logged-in client.
-func serve(t *testing.T, topo *Topology) (*simulator.Model, *govmomi.Client) {
+// it with a logged-in client.
+func serve(t *testing.T, topo *Topology) (*fakevc, *govmomi.Client) {
 	t.Helper()
-	m := emptyModel()
-	if err := m.Create(); err != nil {
-		t.Fatal(err)
-	}
-	ext := newExtensions()
-	m.Map().AddHandler(&fidelity{ext})
-	m.Map().Handler = ext.handle
-	if err := build(context.Background(), m, topo, t.TempDir()); err != nil {
-		t.Fatal(err)
-	}
-	s := m.Service.NewServer()
-	c, err := govmomi.NewClient(context.Background(), s.URL, true)
+	fv, err := newFakevc(topo, "user", "pass")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close(); m.Remove() })
-	return m, c
+	ts := httptest.NewServer(fv)
+	t.Cleanup(func() { ts.Close(); fv.close() })
+	return fv, login(t, ts.URL)
 }
 
-func clusterByName(t *testing.T, m *simulator.Model, name string) *simulator.ClusterComputeResource {
+func login(t *testing.T, base string) *govmomi.Client {
 	t.Helper()
-	for _, e := range m.Map().All("ClusterComputeResource") {
+	u, err := url.Parse(base + "/sdk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("user", "pass")
+	c, err := govmomi.NewClient(context.Background(), u, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// reg is the registry of the current world.
+func (s *fakevc) reg() *simulator.Registry { return s.world.Load().reg }
+
+func clusterByName(t *testing.T, m *fakevc, name string) *simulator.ClusterComputeResource {
+	t.Helper()
+	for _, e := range m.reg().All("ClusterComputeResource") {
 		if c := e.(*simulator.ClusterComputeResource); c.Name == name {
 			return c
 		}
@@ -77,7 +86,7 @@ func clusterByName(t *testing.T, m *simulator.Model, name string) *simulator.Clu
 func TestHostsHaveTheirOwnHardwareAndState(t *testing.T) {
 	m, _ := serve(t, testTopology())
 	sizes := map[string]int64{}
-	for _, e := range m.Map().All("HostSystem") {
+	for _, e := range m.reg().All("HostSystem") {
 		h := e.(*simulator.HostSystem)
 		sizes[h.Name] = h.Summary.Hardware.MemorySize
 		if h.Name == "C0_H1" && (h.Summary.Hardware.NumCpuThreads != 32 || h.Hardware.CpuInfo.NumCpuCores != 16) {
@@ -114,7 +123,7 @@ func TestClusterSummaryIsDerivedFromHosts(t *testing.T) {
 
 func TestDatastoresHaveTypeSizeAndMounts(t *testing.T) {
 	m, _ := serve(t, testTopology())
-	for _, e := range m.Map().All("Datastore") {
+	for _, e := range m.reg().All("Datastore") {
 		ds := e.(*simulator.Datastore)
 		switch ds.Name {
 		case "shared":
@@ -151,7 +160,7 @@ func TestCreatedVMHasNoEmptyEnums(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := m.Map().Get(info.Result.(types.ManagedObjectReference)).(*simulator.VirtualMachine)
+	vm := m.reg().Get(info.Result.(types.ManagedObjectReference)).(*simulator.VirtualMachine)
 	if vm.Runtime.FaultToleranceState == "" || vm.Runtime.RecordReplayState == "" || vm.Summary.Runtime.FaultToleranceState == "" {
 		t.Errorf("empty enum in runtime %+v", vm.Runtime)
 	}
@@ -171,11 +180,11 @@ func TestDestroyClusterRemovesItsHostsAndPools(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ref := range []types.ManagedObjectReference{c1.Self, hostRef, poolRef} {
-		if m.Map().Get(ref) != nil {
+		if m.reg().Get(ref) != nil {
 			t.Errorf("%s still in the inventory", ref)
 		}
 	}
-	for _, e := range m.Map().All("Datastore") {
+	for _, e := range m.reg().All("Datastore") {
 		for _, mount := range e.(*simulator.Datastore).Host {
 			if mount.Key == hostRef {
 				t.Errorf("datastore %s still mounted by the removed host", e.Entity().Name)
@@ -203,7 +212,7 @@ func TestDestroyClusterWithVMsIsRefused(t *testing.T) {
 	ctx := context.Background()
 	m, c := serve(t, testTopology())
 	c1 := clusterByName(t, m, "C1")
-	h := m.Map().Get(c1.Host[0]).(*simulator.HostSystem)
+	h := m.reg().Get(c1.Host[0]).(*simulator.HostSystem)
 	h.Vm = append(h.Vm, types.ManagedObjectReference{Type: "VirtualMachine", Value: "vm-x"})
 	task, err := object.NewClusterComputeResource(c.Client, c1.Self).Destroy(ctx)
 	if err != nil {
@@ -213,7 +222,7 @@ func TestDestroyClusterWithVMsIsRefused(t *testing.T) {
 	if _, ok := taskFault(err).(*types.ResourceInUse); !ok {
 		t.Errorf("want ResourceInUse, got %v", err)
 	}
-	if m.Map().Get(c1.Self) == nil {
+	if m.reg().Get(c1.Self) == nil {
 		t.Error("the cluster was removed although a VM lives on it")
 	}
 }

@@ -7,14 +7,15 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log"
 	"net"
-	"net/url"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -24,7 +25,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/vmware/govmomi/simulator"
 )
 
@@ -115,46 +115,41 @@ func run(o options) error {
 		simulator.Trace, simulator.TraceFile = true, f
 	}
 
-	dsRoot, err := os.MkdirTemp("", "fakevc-ds-")
+	fv, err := newFakevc(topo, o.username, password)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dsRoot)
+	defer fv.close()
 
-	m := emptyModel()
-	m.ServiceContent.About.InstanceUuid = instanceUUID(topo.Name)
-	if err := m.Create(); err != nil {
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
 		return err
 	}
-	defer m.Remove()
-	ext := newExtensions()
-	m.Map().AddHandler(&fidelity{ext})
-	m.Map().Handler = ext.handle
-	if err := build(context.Background(), m, topo, dsRoot); err != nil {
-		return fmt.Errorf("%s: %v", topo.Source, err)
+	srv := &http.Server{
+		Handler:           fv,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          log.New(io.Discard, "", 0), // clients that hang up mid-call are no news
 	}
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
 
-	m.Service.Listen = &url.URL{Host: o.listen, User: url.UserPassword(o.username, password)}
-	m.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	s := m.Service.NewServer()
-
-	u := *s.URL
-	u.User = nil
-	port, _ := strconv.Atoi(u.Port())
+	addr := ln.Addr().(*net.TCPAddr)
+	port := addr.Port
 	err = writeJSON(filepath.Join(o.stateDir, "ready.json"), map[string]any{
-		"url":           u.String(),
+		"url":           fmt.Sprintf("https://%s/sdk", net.JoinHostPort(addr.IP.String(), strconv.Itoa(port))),
 		"port":          port,
 		"pid":           os.Getpid(),
-		"instance_uuid": m.ServiceContent.About.InstanceUuid,
+		"instance_uuid": fv.world.Load().model.ServiceContent.About.InstanceUuid,
 		"versions":      versions(),
+		"build_ms":      fv.world.Load().built.Milliseconds(),
 	})
 	if err != nil {
-		s.Close()
+		_ = srv.Close()
 		return err
 	}
 
 	orphaned := waitForStop(o.parentPID)
-	closeWithin(s, 2*time.Second)
+	closeWithin(srv, 2*time.Second)
 	if orphaned {
 		// Nobody is left to clean up after us: the state dir was made for this run alone.
 		removeContents(o.stateDir)
@@ -170,20 +165,6 @@ func removeContents(dir string) {
 		_ = os.RemoveAll(filepath.Join(dir, e.Name()))
 	}
 	_ = os.Remove(dir)
-}
-
-// emptyModel is a vCenter model with no inventory at all: build adds it.
-func emptyModel() *simulator.Model {
-	m := simulator.VPX()
-	m.Datacenter, m.Portgroup, m.Host, m.Cluster, m.ClusterHost = 0, 0, 0, 0, 0
-	m.Datastore, m.Machine, m.Autostart = 0, 0, false
-	return m
-}
-
-// instanceUUID is stable for a topology, so node names that embed the
-// vCenter instanceUuid survive a simulator restart.
-func instanceUUID(topology string) string {
-	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("vcconform:fakevc:"+topology)).String()
 }
 
 func writeJSON(path string, v any) error {
@@ -223,9 +204,9 @@ func alive(pid int) bool {
 }
 
 // closeWithin stops the server, not waiting for long polls past the limit.
-func closeWithin(s *simulator.Server, limit time.Duration) {
+func closeWithin(s *http.Server, limit time.Duration) {
 	done := make(chan struct{})
-	go func() { s.Close(); close(done) }()
+	go func() { _ = s.Close(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(limit):

@@ -1,9 +1,12 @@
+// Normalized topology: the JSON that conformance/topology.py writes, and the
+// few invariants this program relies on.
 package main
 
 import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 )
 
 // Topology is the normalized inventory description that the Python side
@@ -16,18 +19,22 @@ type Topology struct {
 	Datacenters []Datacenter `json:"datacenters"`
 }
 
-// Datacenter holds clusters, standalone hosts and datastores.
+// Datacenter holds clusters, standalone hosts and datastores. Folder is the
+// path of folders under the root folder that holds it (empty: the root).
 type Datacenter struct {
 	Name            string      `json:"name"`
+	Folder          []string    `json:"folder"`
 	Clusters        []Cluster   `json:"clusters"`
 	StandaloneHosts []Host      `json:"standalone_hosts"`
 	Datastores      []Datastore `json:"datastores"`
 }
 
-// Cluster is a ClusterComputeResource with its hosts.
+// Cluster is a ClusterComputeResource with its hosts. Folder is the path of
+// folders under the datacenter's host folder that holds it.
 type Cluster struct {
-	Name  string `json:"name"`
-	Hosts []Host `json:"hosts"`
+	Name   string   `json:"name"`
+	Folder []string `json:"folder"`
+	Hosts  []Host   `json:"hosts"`
 }
 
 // Host is one ESXi host and its hardware.
@@ -73,6 +80,14 @@ func (t *Topology) check() error {
 		if dc.Name == "" {
 			return fmt.Errorf("datacenter without a name")
 		}
+		if err := checkFolder(dc.Folder); err != nil {
+			return fmt.Errorf("datacenter %q: %v", dc.Name, err)
+		}
+		for _, c := range dc.Clusters {
+			if err := checkFolder(c.Folder); err != nil {
+				return fmt.Errorf("cluster %q: %v", c.Name, err)
+			}
+		}
 		all := append([]Host{}, dc.StandaloneHosts...)
 		for _, c := range dc.Clusters {
 			all = append(all, c.Hosts...)
@@ -94,6 +109,9 @@ func (t *Topology) check() error {
 			inDC[h.Name] = true
 		}
 		for _, ds := range dc.Datastores {
+			if !datastoreTypes[ds.Type] {
+				return fmt.Errorf("datastore %q: unknown type %q", ds.Name, ds.Type)
+			}
 			if ds.FreeMB > ds.CapacityMB || ds.CapacityMB < 1 {
 				return fmt.Errorf("datastore %q: free %d MB of %d MB", ds.Name, ds.FreeMB, ds.CapacityMB)
 			}
@@ -102,6 +120,18 @@ func (t *Topology) check() error {
 					return fmt.Errorf("datastore %q: host %q is not in datacenter %q", ds.Name, h, dc.Name)
 				}
 			}
+		}
+	}
+	return nil
+}
+
+// datastoreTypes are the summary.type values a topology may ask for.
+var datastoreTypes = map[string]bool{"VMFS": true, "NFS": true, "NFS41": true, "vsan": true, "VVOL": true}
+
+func checkFolder(path []string) error {
+	for _, name := range path {
+		if name == "" || strings.Contains(name, "/") {
+			return fmt.Errorf("bad folder name %q in %q", name, strings.Join(path, "/"))
 		}
 	}
 	return nil
