@@ -8,7 +8,9 @@ expands the shorthands (host profiles, ``count``), and writes the normalized JSO
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ SCHEMA_VERSION = 1
 CONNECTION_STATES = ("connected", "disconnected", "notResponding")
 DATASTORE_TYPES = ("VMFS", "NFS", "NFS41", "vsan", "VVOL")
 HARDWARE_FIELDS = ("cpu_sockets", "cpu_cores", "cpu_threads", "cpu_mhz")
+COUNTER = re.compile(r"\{i(?::([^{}]*))?\}")  # {i} or {i:03d} in names that come with a count
 
 
 class TopologyError(ValueError):
@@ -51,6 +54,7 @@ class HostSpec:
 class ClusterSpec:
     name: str
     hosts: tuple[HostSpec, ...]
+    folder: tuple[str, ...] = ()  # folders between the datacenter's host folder and the cluster
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class DatacenterSpec:
     clusters: tuple[ClusterSpec, ...]
     standalone_hosts: tuple[HostSpec, ...]
     datastores: tuple[DatastoreSpec, ...]
+    folder: tuple[str, ...] = ()  # folders between the root folder and the datacenter
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,10 @@ class Topology:
     digest: str = field(default="", compare=False)
 
     def cluster_paths(self) -> list[str]:
-        """Inventory paths of every cluster, e.g. ``/DC0/host/DC0_C0``."""
-        return [f"/{dc.name}/host/{c.name}" for dc in self.datacenters for c in dc.clusters]
+        """Inventory paths of every cluster, folders included, e.g. ``/DC0/host/DC0_C0`` or
+        ``/europe/DC-EU/host/prod/east/C0``."""
+        return ["/" + "/".join((*dc.folder, dc.name, "host", *c.folder, c.name))
+                for dc in self.datacenters for c in dc.clusters]
 
     def to_json(self) -> str:
         """The form containers/fakevc reads with -topology."""
@@ -144,6 +151,35 @@ class _Parser:
             raise self.fail(where, "a non-empty name without '/'", value)
         return value
 
+    def folder(self, value: Any, where: str) -> tuple[str, ...]:
+        """A folder path such as ``prod/east``: names separated by '/'."""
+        if value is None:
+            return ()
+        if not isinstance(value, str) or not value.strip("/").strip():
+            raise self.fail(where, "a folder path such as prod/east", value)
+        parts = value.strip("/").split("/")
+        if any(not p.strip() for p in parts):
+            raise self.fail(where, "a folder path without empty names (prod/east)", value)
+        return tuple(parts)
+
+    def expand(self, pattern: str, n: int, where: str) -> str:
+        """The name for the n-th of a count: {i} becomes n, {i:03d} zero-padded."""
+        def sub(m: re.Match[str]) -> str:
+            try:
+                return format(n, m.group(1) or "")
+            except ValueError:
+                raise self.fail(where, "{i} or {i:<format>} such as {i:03d}", m.group(0)) from None
+        return COUNTER.sub(sub, pattern)
+
+    def place(self, taken: dict[tuple[str, ...], dict[str, str]], parent: tuple[str, ...], name: str, kind: str,
+              where: str) -> None:
+        """Register an inventory name in its folder; two things of one name cannot share a folder."""
+        names = taken.setdefault(parent, {})
+        if names.get(name, kind) != kind or (kind != "folder" and name in names):
+            where_ = "/".join(parent) or "the top"
+            raise self.fail(where, f"a name not used twice in folder {where_}", name)
+        names[name] = kind
+
     def integer(self, value: Any, where: str, minimum: int = 1) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise self.fail(where, f"a whole number >= {minimum}", value)
@@ -176,10 +212,14 @@ class _Parser:
         if not dcs:
             raise self.fail("datacenters", "at least one datacenter", [])
         seen: set[str] = set()
+        root: dict[tuple[str, ...], dict[str, str]] = {}
         for i, dc in enumerate(dcs):
             if dc.name in seen:
                 raise self.fail(f"datacenters[{i}].name", "a name no other datacenter has", dc.name)
             seen.add(dc.name)
+            for depth, part in enumerate(dc.folder):
+                self.place(root, dc.folder[:depth], part, "folder", f"datacenters[{i}].folder")
+            self.place(root, dc.folder, dc.name, "datacenter", f"datacenters[{i}].name")
         return Topology(name, self.source, tuple(dcs))
 
     def hardware(self, raw: Any, where: str, *, need_all: bool) -> dict[str, int]:
@@ -236,54 +276,73 @@ class _Parser:
         return out
 
     def datacenter(self, raw: Any, where: str) -> DatacenterSpec:
-        m = self.mapping(raw, where, ("name",), ("clusters", "standalone_hosts", "datastores"))
+        m = self.mapping(raw, where, ("name",), ("folder", "clusters", "standalone_hosts", "datastores"))
         dc = self.name(m["name"], f"{where}.name")
+        dc_folder = self.folder(m.get("folder"), f"{where}.folder")
         clusters: list[ClusterSpec] = []
-        names: set[str] = set()
+        taken: dict[tuple[str, ...], dict[str, str]] = {}  # host folder path -> name -> kind
         for i, entry in enumerate(self.seq(m.get("clusters"), f"{where}.clusters")):
             w = f"{where}.clusters[{i}]"
-            c = self.mapping(entry, w, ("name",), ("hosts", "count"))
+            c = self.mapping(entry, w, ("name",), ("hosts", "count", "folder"))
             count = self.integer(c.get("count", 1), f"{w}.count")
             pattern = self.name(c["name"], f"{w}.name")
-            if count > 1 and "{i}" not in pattern:
+            if count > 1 and not COUNTER.search(pattern):
                 raise self.fail(f"{w}.name", "a name containing {i} when count is given", pattern)
+            folder = self.folder(c.get("folder"), f"{w}.folder")
+            for depth, part in enumerate(folder):
+                self.place(taken, folder[:depth], part, "folder", f"{w}.folder")
             for n in range(count):
-                cname = pattern.replace("{i}", str(n))
-                if cname in names:
+                cname = self.expand(pattern, n, f"{w}.name")
+                if any(x.name == cname for x in clusters):
                     raise self.fail(f"{w}.name", "a cluster name not used twice in one datacenter", cname)
-                names.add(cname)
-                clusters.append(ClusterSpec(cname, tuple(self.hosts(c.get("hosts"), f"{w}.hosts", cname))))
+                self.place(taken, folder, cname, "cluster", f"{w}.name")
+                clusters.append(ClusterSpec(cname, tuple(self.hosts(c.get("hosts"), f"{w}.hosts", cname)), folder))
         standalone = self.hosts(m.get("standalone_hosts"), f"{where}.standalone_hosts", dc)
+        for i, h in enumerate(standalone):
+            self.place(taken, (), h.name, "host", f"{where}.standalone_hosts[{i}].name")
         in_dc = {h.name for c in clusters for h in c.hosts} | {h.name for h in standalone}
         by_cluster = {c.name: [h.name for h in c.hosts] for c in clusters}
-        datastores = []
-        ds_names: set[str] = set()
+        datastores: list[DatastoreSpec] = []
         for i, entry in enumerate(self.seq(m.get("datastores"), f"{where}.datastores")):
             w = f"{where}.datastores[{i}]"
-            d = self.mapping(entry, w, ("name", "capacity_gb", "mounted_by"), ("type", "free_gb"))
-            name = self.name(d["name"], f"{w}.name")
-            if name in ds_names:
-                raise self.fail(f"{w}.name", "a datastore name not used twice in one datacenter", name)
-            ds_names.add(name)
+            d = self.mapping(entry, w, ("name", "capacity_gb", "mounted_by"), ("type", "free_gb", "count"))
+            count = self.integer(d.get("count", 1), f"{w}.count")
+            pattern = self.name(d["name"], f"{w}.name")
+            if count > 1 and not COUNTER.search(pattern):
+                raise self.fail(f"{w}.name", "a name containing {i} when count is given", pattern)
             cap = self.integer(d["capacity_gb"], f"{w}.capacity_gb")
             free = self.integer(d.get("free_gb", cap), f"{w}.free_gb", minimum=0)
             if free > cap:
                 raise self.fail(f"{w}.free_gb", f"at most capacity_gb ({cap})", free)
+            kind = self.choice(d.get("type", "VMFS"), f"{w}.type", DATASTORE_TYPES)
             mb = self.mapping(d["mounted_by"], f"{w}.mounted_by", (), ("clusters", "hosts"))
-            hosts: list[str] = []
-            for j, cname in enumerate(self.seq(mb.get("clusters"), f"{w}.mounted_by.clusters")):
-                if cname not in by_cluster:
-                    raise self.fail(f"{w}.mounted_by.clusters[{j}]", f"a cluster of datacenter {dc}", cname)
-                hosts += by_cluster[cname]
-            for j, hname in enumerate(self.seq(mb.get("hosts"), f"{w}.mounted_by.hosts")):
-                if hname not in in_dc:
-                    raise self.fail(f"{w}.mounted_by.hosts[{j}]", f"a host of datacenter {dc}", hname)
-                hosts.append(hname)
-            datastores.append(DatastoreSpec(
-                name=name,
-                type=self.choice(d.get("type", "VMFS"), f"{w}.type", DATASTORE_TYPES),
-                capacity_mb=cap * 1024,
-                free_mb=free * 1024,
-                hosts=tuple(dict.fromkeys(hosts)),
-            ))
-        return DatacenterSpec(dc, tuple(clusters), tuple(standalone), tuple(datastores))
+            raw_clusters = self.seq(mb.get("clusters"), f"{w}.mounted_by.clusters")
+            raw_hosts = self.seq(mb.get("hosts"), f"{w}.mounted_by.hosts")
+            for n in range(count):
+                name = self.expand(pattern, n, f"{w}.name")
+                if any(x.name == name for x in datastores):
+                    raise self.fail(f"{w}.name", "a datastore name not used twice in one datacenter", name)
+                hosts: list[str] = []
+                for j, raw_c in enumerate(raw_clusters):
+                    cw = f"{w}.mounted_by.clusters[{j}]"
+                    for cname in self.matching(self.expand(self.name(raw_c, cw), n, cw), list(by_cluster), cw,
+                                               f"a cluster of datacenter {dc}"):
+                        hosts += by_cluster[cname]
+                for j, raw_h in enumerate(raw_hosts):
+                    hw = f"{w}.mounted_by.hosts[{j}]"
+                    hosts += self.matching(self.expand(self.name(raw_h, hw), n, hw), sorted(in_dc), hw,
+                                           f"a host of datacenter {dc}")
+                datastores.append(DatastoreSpec(name=name, type=kind, capacity_mb=cap * 1024, free_mb=free * 1024,
+                                                hosts=tuple(dict.fromkeys(hosts))))
+        return DatacenterSpec(dc, tuple(clusters), tuple(standalone), tuple(datastores), dc_folder)
+
+    def matching(self, pattern: str, names: list[str], where: str, expected: str) -> list[str]:
+        """The names a mount entry means: itself, or every name a glob (``C*``) matches; never none."""
+        if any(ch in pattern for ch in "*?["):
+            found = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+            if not found:
+                raise self.fail(where, f"a pattern matching {expected}", pattern)
+            return found
+        if pattern not in names:
+            raise self.fail(where, expected, pattern)
+        return [pattern]
