@@ -81,7 +81,11 @@ INVENTORY_PROPERTIES: dict[Any, list[str]] = {
     vim.ComputeResource: ["host", "datastore", "resourcePool"],
     vim.Datastore: ["summary"],
 }
-VM_PROPERTIES = ["config.instanceUuid", "runtime.powerState", "runtime.host"]
+#: What instance lookups read: the VM, and (following ``resourcePool``) its pool's owner, the cluster. The
+#: owner, not the host, says where a VM is: the cluster list survives hosts added since the last refresh.
+VM_PROPERTIES: dict[Any, list[str]] = {vim.VirtualMachine: ["config.instanceUuid", "runtime.powerState",
+                                                            "resourcePool"],
+                                       vim.ResourcePool: ["owner"]}
 
 
 @dataclass(frozen=True)
@@ -580,24 +584,27 @@ class ReferenceDriver(ComputeDriver):
                 uuid=instance.uuid, vmSearch=True, instanceUuid=True))
             if not found:
                 return []
-            spec = PC.FilterSpec(objectSet=[PC.ObjectSpec(obj=vm) for vm in found],
-                                 propSet=[PC.PropertySpec(type=vim.VirtualMachine, pathSet=VM_PROPERTIES)])
+            follow = [PC.TraversalSpec(name="pool", path="resourcePool", skip=False, type=vim.VirtualMachine)]
+            spec = PC.FilterSpec(objectSet=[PC.ObjectSpec(obj=vm, selectSet=follow) for vm in found],
+                                 propSet=[PC.PropertySpec(type=t, pathSet=p) for t, p in VM_PROPERTIES.items()])
             objects = self._call("read instance", lambda: self._retrieve(spec))
         except vmodl.fault.ManagedObjectNotFound:
             return []  # deleted between the two calls
         except vmodl.MethodFault as e:
             raise VCenterUnavailable(f"find instance {instance.uuid}: {_fault_text(e)}") from None
-        nodes = self._host_nodes()
+        return [(vm, str(p.get("runtime.powerState")), node) for vm, p, node in self._vms_and_nodes(objects)]
+
+    def _vms_and_nodes(self, objects: list[Any]) -> list[tuple[Any, dict[str, Any], str | None]]:
+        """(VM, its properties, its node or None) from a VM_PROPERTIES answer; nodes of the last snapshot."""
+        nodes = {node.cluster._moId: node.name for node in self._current_nodes().values()}
+        owners = {o.obj._moId: _props(o).get("owner") for o in objects if isinstance(o.obj, vim.ResourcePool)}
         out = []
         for o in objects:
-            p = _props(o)
-            host = p.get("runtime.host")
-            out.append((o.obj, str(p.get("runtime.powerState")), nodes.get(host._moId) if host is not None else None))
+            if isinstance(o.obj, vim.VirtualMachine):
+                p = _props(o)
+                owner = owners.get(p["resourcePool"]._moId) if p.get("resourcePool") is not None else None
+                out.append((o.obj, p, nodes.get(owner._moId) if owner is not None else None))
         return out
-
-    def _host_nodes(self) -> dict[str, str]:
-        """Host moref -> node name, from the last snapshot."""
-        return {h: node.name for node in self._current_nodes().values() for h in node.host_refs}
 
     def _remove(self, vm: Any, power: str) -> None:
         with contextlib.suppress(vmodl.fault.ManagedObjectNotFound):  # gone meanwhile: that is success
@@ -621,17 +628,11 @@ class ReferenceDriver(ComputeDriver):
     def list_instances(self) -> list[str]:
         try:
             objects = self._call("list instances", lambda: self._retrieve(self._view_spec(
-                self._view("vms", [vim.VirtualMachine]), {vim.VirtualMachine: VM_PROPERTIES})))
+                self._view("vms", [vim.VirtualMachine]), VM_PROPERTIES, {"resourcePool": vim.VirtualMachine})))
         except vmodl.MethodFault as e:
             raise VCenterUnavailable(f"list instances: {_fault_text(e)}") from None
-        nodes = self._host_nodes()
-        uuids = set()
-        for o in objects:
-            p = _props(o)
-            host = p.get("runtime.host")
-            if p.get("config.instanceUuid") and host is not None and host._moId in nodes:
-                uuids.add(p["config.instanceUuid"])
-        return sorted(uuids)
+        return sorted({p["config.instanceUuid"] for _, p, node in self._vms_and_nodes(objects)
+                       if node is not None and p.get("config.instanceUuid")})
 
     def get_info(self, instance: Instance) -> InstanceInfo:
         for _, power, nodename in self._instance_vms(instance):
