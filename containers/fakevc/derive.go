@@ -45,6 +45,11 @@ type deriver struct {
 	// Registry.Update (see setDirect).
 	notify func(*simulator.Context, mo.Reference, []types.PropertyChange)
 
+	// creating are VMs that vcsim is still building (it puts a VM into the
+	// inventory first and fills it in under its folder's lock, not the VM's):
+	// not facts yet, and not safe to read, until their task completes.
+	creating sync.Map // types.ManagedObjectReference -> struct{}
+
 	dirty    atomic.Bool
 	kick     chan struct{}
 	stop     chan struct{}
@@ -184,6 +189,9 @@ func (d *deriver) readFacts(ctx *simulator.Context) *facts {
 	}
 	for _, e := range d.reg.All("VirtualMachine") {
 		vm := e.(*simulator.VirtualMachine)
+		if _, busy := d.creating.Load(vm.Self); busy {
+			continue
+		}
 		var v *vmFacts
 		ctx.WithLock(vm.Self, func() { v = readVM(vm, dsNames) })
 		if v == nil {

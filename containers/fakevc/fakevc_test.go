@@ -46,13 +46,20 @@ func testTopology() *Topology {
 // it with a logged-in client.
 func serve(t *testing.T, topo *Topology) (*fakevc, *govmomi.Client) {
 	t.Helper()
+	fv, base := serveURL(t, topo)
+	return fv, login(t, base)
+}
+
+// serveURL starts a fake vCenter and returns it with its base URL.
+func serveURL(t *testing.T, topo *Topology) (*fakevc, string) {
+	t.Helper()
 	fv, err := newFakevc(topo, "user", "pass")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(fv)
 	t.Cleanup(func() { ts.Close(); fv.close() })
-	return fv, login(t, ts.URL)
+	return fv, ts.URL
 }
 
 func login(t *testing.T, base string) *govmomi.Client {

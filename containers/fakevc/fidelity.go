@@ -23,6 +23,7 @@ func (*fidelity) Reference() types.ManagedObjectReference {
 func (f *fidelity) PutObject(ctx *simulator.Context, obj mo.Reference) {
 	switch o := obj.(type) {
 	case *simulator.VirtualMachine:
+		f.d.creating.Store(o.Self, struct{}{})
 		// vcsim sends faultToleranceState="" and recordReplayState="" for a
 		// VM made by CreateVM_Task; pyvmomi refuses an empty enum value, so
 		// one such field makes a whole bulk read fail.
@@ -79,6 +80,12 @@ func (f *fidelity) task(ctx *simulator.Context, t *mo.Task, changes []types.Prop
 					t.Info.Name = name
 				}
 			}
+		case "info.result":
+			// A task that made a VM (CreateVM, RegisterVM, CloneVM) is done
+			// with it.
+			if ref, ok := c.Val.(types.ManagedObjectReference); ok && ref.Type == "VirtualMachine" {
+				f.d.creating.Delete(ref)
+			}
 		case "info.error":
 			if lmf, ok := c.Val.(types.LocalizedMethodFault); ok && strings.HasPrefix(lmf.LocalizedMessage, "*types.") {
 				lmf.LocalizedMessage = faultText(lmf.Fault)
@@ -92,6 +99,7 @@ func (f *fidelity) task(ctx *simulator.Context, t *mo.Task, changes []types.Prop
 }
 
 func (f *fidelity) RemoveObject(ctx *simulator.Context, ref types.ManagedObjectReference) {
+	f.d.creating.Delete(ref)
 	f.ext.forget(ctx, ref)
 	f.ext.forward(func(pc *simulator.PropertyCollector) { pc.RemoveObject(ctx, ref) })
 	f.d.touch(ctx)
