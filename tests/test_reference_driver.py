@@ -125,6 +125,12 @@ def instances(site: Site) -> Iterator[Callable[..., Instance]]:
             site.oracle.destroy(vm.moref, vim.VirtualMachine)
 
 
+def remove_host(oracle: Oracle, moref: str) -> None:
+    """As vCenter wants it: maintenance mode first, then away."""
+    oracle.set_maintenance(moref, True)
+    oracle.destroy(moref, vim.HostSystem)
+
+
 def end_other_sessions(oracle: Oracle) -> int:
     """What vCenter does to an idle session (or an admin to a stuck one): every session but the oracle's ends."""
     sm = oracle.content.sessionManager
@@ -321,10 +327,12 @@ def test_figures_follow_a_host_added_to_a_cluster(site: Site, make: Callable[...
     d = make(clusters=("/DC0/host/C1",))
     node = d.get_available_nodes(refresh=True)[0]
     before = d.get_available_resource(node)["vcpus"]
-    # Added hosts stay: fakevc cannot yet add a host to a cluster a host was destroyed from (see docs/driver.md).
     moref = site.oracle.add_host(site.inventory().by_path("/DC0/host/C1").moref, "added-c1")
-    d.get_available_nodes(refresh=True)
-    assert d.get_available_resource(node)["vcpus"] == before + site.inventory().host(moref).threads
+    try:
+        d.get_available_nodes(refresh=True)
+        assert d.get_available_resource(node)["vcpus"] == before + site.inventory().host(moref).threads
+    finally:
+        remove_host(site.oracle, moref)
 
 
 def test_unknown_node_raises_node_not_found(make: Callable[..., ReferenceDriver]) -> None:
@@ -514,20 +522,27 @@ def test_wait_for_changes_reports_changes_to_managed_clusters_only(site: Site,
     assert d.wait_for_changes(timeout=0) is False  # nothing changed; this sets up the watch
     outcome: list[bool] = []
 
+    added: list[str] = []
+
     def add_host_while_waiting(cluster: str) -> None:
         waiter = threading.Thread(target=lambda: outcome.append(d.wait_for_changes(timeout=2)))
         waiter.start()
-        site.oracle.add_host(site.inventory().by_path(cluster).moref, f"notified-{uuid.uuid4().hex[:6]}")
+        added.append(site.oracle.add_host(site.inventory().by_path(cluster).moref, f"notified-{len(added)}"))
         waiter.join()
 
-    add_host_while_waiting(FOLDER_CLUSTER)
-    assert outcome == [False]  # another cluster changed: nothing this driver reports did
-    add_host_while_waiting("/DC0/host/C1")
-    assert outcome == [False, True]
-    inv = site.inventory()
-    assert d.get_available_resource(node)["vcpus"] == inv.expected_resources(inv.by_path("/DC0/host/C1"))["vcpus"]
-    end_other_sessions(site.oracle)  # the watch ends with the session: it is set up again, nothing is missed
-    assert d.wait_for_changes(timeout=0) is False
+    try:
+        add_host_while_waiting(FOLDER_CLUSTER)
+        assert outcome == [False]  # another cluster changed: nothing this driver reports did
+        add_host_while_waiting("/DC0/host/C1")
+        assert outcome == [False, True]
+        inv = site.inventory()
+        assert d.get_available_resource(node)["vcpus"] == inv.expected_resources(inv.by_path("/DC0/host/C1"))["vcpus"]
+        end_other_sessions(site.oracle)  # the watch ends with the session: it is set up again, nothing is missed
+        assert d.wait_for_changes(timeout=0) is False
+    finally:
+        for moref in added:
+            remove_host(site.oracle, moref)
+    assert d.wait_for_changes(timeout=1) is True  # a host of C1 went into maintenance, then away
 
 
 def test_destroy_after_a_new_login_removes_a_powered_off_vm(site: Site, make: Callable[..., ReferenceDriver],
