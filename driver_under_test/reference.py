@@ -134,6 +134,8 @@ class ReferenceDriver(ComputeDriver):
     host_properties: ClassVar[tuple[str, ...]] = (
         "summary.hardware.numCpuThreads", "summary.hardware.memorySize", "summary.quickStats.overallMemoryUsage",
         "runtime.connectionState", "runtime.inMaintenanceMode", "datastore")
+    #: Objects per answer asked of vCenter (None: the server's choice); the rest follows page by page.
+    page_size: ClassVar[int | None] = None
 
     def __init__(self, config: DriverConfig) -> None:
         check_config(config)
@@ -291,7 +293,7 @@ class ReferenceDriver(ComputeDriver):
     def _retrieve(self, spec: Any) -> list[Any]:
         """One RetrievePropertiesEx, continued for as long as the server pages."""
         pc = self._content.propertyCollector
-        result = pc.RetrievePropertiesEx([spec], PC.RetrieveOptions())
+        result = pc.RetrievePropertiesEx([spec], PC.RetrieveOptions(maxObjects=self.page_size))
         objects = []
         while result is not None:
             objects.extend(result.objects)

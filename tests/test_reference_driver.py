@@ -493,6 +493,23 @@ def test_calls_per_operation(site: Site, make: Callable[..., ReferenceDriver],
         assert calls.by_method == {"FindAllByUuid": 1, "RetrievePropertiesEx": 1}
 
 
+def test_a_paged_answer_is_read_to_its_end(site: Site, make: Callable[..., ReferenceDriver]) -> None:
+    whole = make()
+    nodes = whole.get_available_nodes(refresh=True)
+
+    class Paged(ReferenceDriver):
+        page_size = 4
+
+    paged = Paged(site.config())
+    try:
+        with count_calls(paged._si) as calls:
+            assert paged.get_available_nodes(refresh=True) == nodes
+        assert calls.by_method["ContinueRetrievePropertiesEx"] >= 5
+        assert [paged.get_available_resource(n) for n in nodes] == [whole.get_available_resource(n) for n in nodes]
+    finally:
+        paged.close()
+
+
 def test_a_refresh_costs_the_same_for_1_and_60_clusters() -> None:
     costs = []
     for n in (1, 60):
