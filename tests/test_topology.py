@@ -97,3 +97,77 @@ def test_unreadable_files_get_one_line(tmp_path: Path, text: str, expected: str)
 def test_missing_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(TopologyError, match="cannot read topology file"):
         load_topology(tmp_path / "nope.yaml")
+
+
+FOLDERS = """
+version: 1
+name: f
+host_profiles:
+  p: {cpu_sockets: 1, cpu_cores: 2, cpu_threads: 4, cpu_mhz: 2000, memory_gb: 8}
+datacenters:
+  - name: DC0
+    folder: emea/paris
+    clusters:
+      - {name: "C{i:02d}", count: 3, folder: prod/east, hosts: [{profile: p}]}
+      - {name: lab, hosts: []}
+    datastores:
+      - {name: "local-{i}", count: 3, capacity_gb: 10, mounted_by: {clusters: ["C{i:02d}"]}}
+      - {name: all, capacity_gb: 10, mounted_by: {clusters: ["C*"], hosts: ["C00_H0"]}}
+  - name: DC1
+    clusters:
+      - {name: C00, hosts: [{name: other, profile: p}]}
+"""
+
+
+def test_folders_counts_and_globs(tmp_path: Path) -> None:
+    topo = load_topology(write(tmp_path, FOLDERS))
+    assert topo.cluster_paths() == ["/emea/paris/DC0/host/prod/east/C00", "/emea/paris/DC0/host/prod/east/C01",
+                                    "/emea/paris/DC0/host/prod/east/C02", "/emea/paris/DC0/host/lab",
+                                    "/DC1/host/C00"]
+    dc0 = topo.datacenters[0]
+    assert dc0.folder == ("emea", "paris") and dc0.clusters[0].folder == ("prod", "east")
+    mounts = {d.name: d.hosts for d in dc0.datastores}
+    assert mounts == {"local-0": ("C00_H0",), "local-1": ("C01_H0",), "local-2": ("C02_H0",),
+                      "all": ("C00_H0", "C01_H0", "C02_H0")}
+    assert '"folder": [' in topo.to_json()
+
+
+@pytest.mark.parametrize(("change", "field", "expected"), [
+    (("folder: prod/east", "folder: prod//east"), "clusters[0].folder", "without empty names"),
+    (("folder: emea/paris", "folder: 5"), "datacenters[0].folder", "a folder path"),
+    (('clusters: ["C*"]', 'clusters: ["X*"]'), "mounted_by.clusters[0]", "a pattern matching"),
+    (("{name: lab, hosts: []}", "{name: prod, hosts: []}"), "clusters[1].name", "not used twice in folder"),
+    (('"local-{i}", count: 3', '"local", count: 3'), "datastores[0].name", "containing {i}"),
+    (('"C{i:02d}", count: 3', '"C{i:zz}", count: 3'), "clusters[0].name", "{i:03d}"),
+])
+def test_folder_and_count_mistakes(tmp_path: Path, change: tuple[str, str], field: str, expected: str) -> None:
+    path = write(tmp_path, FOLDERS.replace(*change))
+    with pytest.raises(TopologyError, match=r"^[^\n]*$") as err:
+        load_topology(path)
+    assert field in str(err.value) and expected in str(err.value), str(err.value)
+
+
+def test_heterogeneous_topology_has_the_promised_shape() -> None:
+    topo = load_topology(Path(__file__).parent.parent / "fixtures" / "topologies" / "heterogeneous.yaml")
+    hosts = [h for dc in topo.datacenters for c in dc.clusters for h in c.hosts]
+    assert len({(h.cpu_threads, h.memory_mb) for h in hosts}) >= 3
+    assert any(h.maintenance for h in hosts) and any(h.connection_state == "disconnected" for h in hosts)
+    assert any(not c.hosts for dc in topo.datacenters for c in dc.clusters), "no empty cluster"
+    names = [c.name for dc in topo.datacenters for c in dc.clusters]
+    assert len(names) != len(set(names)), "no cluster name used in two datacenters"
+    assert any(c.folder for dc in topo.datacenters for c in dc.clusters), "no cluster in a folder"
+    for dc in topo.datacenters:
+        for c in dc.clusters:
+            if not c.hosts:
+                continue
+            members = {h.name for h in c.hosts}
+            shared = [d for d in dc.datastores if members <= set(d.hosts) and set(d.hosts) - members]
+            private = [d for d in dc.datastores if set(d.hosts) == members]
+            assert shared and private, f"cluster {c.name} needs a shared and a private datastore"
+
+
+def test_scale_topology_has_8000_hosts() -> None:
+    topo = load_topology(Path(__file__).parent.parent / "fixtures" / "topologies" / "scale-1000x8.yaml")
+    (dc,) = topo.datacenters
+    assert len(dc.clusters) == 1000 and {len(c.hosts) for c in dc.clusters} == {8}
+    assert len({(h.cpu_threads, h.memory_mb) for h in dc.clusters[0].hosts}) == 3
