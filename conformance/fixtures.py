@@ -227,19 +227,24 @@ def base_config(site: Site) -> DriverConfig:
     return site.config()
 
 
+def construct(driver_class: type[ComputeDriver], config: DriverConfig) -> ComputeDriver:
+    """The driver, or the check's failure in one line when its constructor raises anything but a DriverError
+    (which checks may expect, e.g. AuthenticationFailed)."""
+    try:
+        return driver_class(config)
+    except DriverError:
+        raise
+    except Exception as e:
+        pytest.fail(f"the driver's constructor raised {type(e).__name__}: {e}", pytrace=False)
+
+
 @pytest.fixture
 def make_driver(driver_class: type[ComputeDriver], site: Site) -> Iterator[Callable[..., ComputeDriver]]:
     """Build drivers (``make_driver(clusters=...)``, ``make_driver(site=hetero)``); all are closed afterwards."""
     made: list[ComputeDriver] = []
 
     def make(*, site_: Site | None = None, **overrides: Any) -> ComputeDriver:
-        config = (site_ or site).config(**overrides)
-        try:
-            d = driver_class(config)
-        except DriverError:
-            raise
-        except Exception as e:
-            pytest.fail(f"the driver's constructor raised {type(e).__name__}: {e}", pytrace=False)
+        d = construct(driver_class, (site_ or site).config(**overrides))
         made.append(d)
         return d
 

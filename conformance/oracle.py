@@ -351,9 +351,26 @@ class Oracle:
 
     @_relogin
     def move_host(self, host: str, cluster: str) -> None:
-        """Move a host into another cluster (MoveInto_Task on the destination)."""
-        dest = self._obj(vim.ClusterComputeResource, cluster)
-        wait_for_task(dest.MoveInto_Task(host=[self._obj(vim.HostSystem, host)]))
+        """Move a host into another cluster as an operator does: into maintenance mode (its VMs move to
+        the other hosts), MoveInto_Task on the destination, out of maintenance mode."""
+        h = self._obj(vim.HostSystem, host)
+        was = bool(h.runtime.inMaintenanceMode)
+        if not was:
+            wait_for_task(h.EnterMaintenanceMode_Task(timeout=0))
+        wait_for_task(self._obj(vim.ClusterComputeResource, cluster).MoveInto_Task(host=[h]))
+        if not was:
+            wait_for_task(h.ExitMaintenanceMode_Task(timeout=0))
+
+    @_relogin
+    def remove_host(self, host: str) -> None:
+        """Remove a host from the inventory as an operator does: maintenance mode first. Missing is fine."""
+        h = self._obj(vim.HostSystem, host)
+        try:
+            if not h.runtime.inMaintenanceMode:
+                wait_for_task(h.EnterMaintenanceMode_Task(timeout=0))
+            wait_for_task(h.Destroy_Task())
+        except vmodl.fault.ManagedObjectNotFound:
+            pass
 
     @_relogin
     def set_maintenance(self, host: str, on: bool) -> None:

@@ -67,6 +67,7 @@ def build_report(results: Iterable[CheckResult], *, versions: dict[str, str], dr
             per_req.setdefault(rid, []).append(r.outcome)
     requirements: list[dict[str, Any]] = []
     reasons: list[str] = []
+    not_run: list[str] = []
     for rid, outcomes in per_req.items():
         req = REQUIREMENTS.get(rid)
         level = req.level if req else "unknown"
@@ -74,10 +75,15 @@ def build_report(results: Iterable[CheckResult], *, versions: dict[str, str], dr
         requirements.append({"id": rid, "area": rid.split("-")[0], "level": level,
                              "capability": req.capability if req else None,
                              "title": req.title if req else "", "status": status})
-        if level == MANDATORY and status != "passed":
+        if level == MANDATORY and status == "not run":
+            not_run.append(rid)
+        elif level == MANDATORY and status != "passed":
             reasons.append(f"mandatory {rid} {status}")
         elif req and req.capability in declared and status == "failed":
             reasons.append(f"{rid} failed although the driver declares {req.capability}")
+    if not_run:
+        reasons.append(f"{len(not_run)} mandatory requirement{'s' if len(not_run) > 1 else ''} not run"
+                       + (f" ({', '.join(not_run)})" if len(not_run) <= 3 else ""))
     matrix = {area: {"title": title, "support": _support([r["status"] for r in requirements if r["area"] == area]),
                      "requirements": {r["id"]: r["status"] for r in requirements if r["area"] == area}}
               for area, title in AREAS.items()}

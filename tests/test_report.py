@@ -27,7 +27,7 @@ def test_one_failure_is_nonconformant_and_named() -> None:
     results[0] = CheckResult(results[0].check, results[0].requirements, "failed", "observed 1, required 2")
     r = report(results)
     assert r["verdict"] == NONCONFORMANT
-    assert r["reasons"] == [f"{results[0].requirements[0]} failed"]
+    assert r["reasons"] == [f"mandatory {results[0].requirements[0]} failed"]
     assert r["checks"][0]["message"] == "observed 1, required 2"
 
 
@@ -35,7 +35,7 @@ def test_a_mandatory_requirement_skipped_or_not_run_is_not_conformant() -> None:
     skipped = all_passed()
     skipped[1].outcome = "skipped"
     assert report(skipped)["verdict"] == NONCONFORMANT
-    assert report(all_passed()[1:])["reasons"] == [f"mandatory {next(iter(REQUIREMENTS))} not run"]
+    assert report(all_passed()[1:])["reasons"] == [f"1 mandatory requirement not run ({next(iter(REQUIREMENTS))})"]
 
 
 def test_report_is_written_as_json_and_summarized(tmp_path: Path) -> None:
@@ -44,4 +44,4 @@ def test_report_is_written_as_json_and_summarized(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["verdict"] == CONFORMANT
     lines = summary_lines(r)
     assert lines[-1] == "verdict: CONFORMANT"
-    assert len(lines) == len(REQUIREMENTS) + 2
+    assert len(lines) == len(REQUIREMENTS) + 3  # header, one per requirement, areas, verdict

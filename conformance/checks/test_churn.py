@@ -118,7 +118,7 @@ def test_wait_for_changes_follows_vcenter(driver: ComputeDriver, oracle: Oracle,
     waiter = threading.Thread(target=lambda: changed.append(driver.wait_for_changes(timeout=20)))
     waiter.start()
     host = oracle.add_host(cluster.moref, f"notified-{new_uuid()[:8]}")
-    cleanup.later(lambda: oracle.destroy(host, vim.HostSystem))
+    cleanup.later(lambda: oracle.remove_host(host))
     waiter.join(timeout=30)
     assert changed == [True], f"a host was added to {cluster.path}; wait_for_changes returned {changed or 'nothing'}"
     inv = oracle.inventory()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from conformance.contract import ComputeDriver, DriverConfig
-from conformance.fixtures import Site
+from conformance.fixtures import Site, construct
 from conformance.harness import start_simulator
 from conformance.plugin import setting
 from conformance.topology import ClusterSpec, DatacenterSpec, DatastoreSpec, HostSpec, Topology
@@ -40,9 +40,9 @@ def test_calls_per_refresh_do_not_grow_with_clusters(driver_class: type[ComputeD
         endpoint = start_simulator(topo, backend)
         try:
             control = Control(endpoint)
-            driver = driver_class(DriverConfig(url=endpoint.url, username=endpoint.username,
-                                               password=endpoint.password, clusters=tuple(topo.cluster_paths()),
-                                               ca_file=str(endpoint.ca_file)))
+            driver = construct(driver_class, DriverConfig(
+                url=endpoint.url, username=endpoint.username, password=endpoint.password,
+                clusters=tuple(topo.cluster_paths()), ca_file=str(endpoint.ca_file)))
             try:
                 driver.get_available_nodes(refresh=True)  # warm: log-in and set-up are not a refresh
                 control.reset_calls()

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pyVmomi import vim
 
 from conformance.checks.common import CORE_FIGURES, DISK_FIGURES, assert_figures
 from conformance.contract import ComputeDriver, Instance, NodeNotFound, node_name
@@ -59,7 +58,7 @@ def test_figures_follow_host_changes(driver: ComputeDriver, oracle: Oracle, cont
     assert_figures(driver, oracle, when=f"after a host was added to {b.path}")
     oracle.move_host(a.hosts[0].moref, b.moref)
     assert_figures(driver, oracle, when=f"after {a.hosts[0].name} moved from {a.path} to {b.path}")
-    oracle.destroy(a.hosts[0].moref, vim.HostSystem)
+    oracle.remove_host(a.hosts[0].moref)
     assert_figures(driver, oracle, when=f"after {a.hosts[0].name} was removed")
 
 
