@@ -393,15 +393,15 @@ class ServesLastGoodFigures(Mutant):
 
 
 class ImpatientDriver(Mutant):
-    """Gives up on any vCenter operation that takes longer than 300 ms (an over-tight client time-out)."""
+    """Gives up on any vCenter operation that takes longer than 200 ms (an over-tight client time-out)."""
 
     targets = ("FAULT-03",)
 
     def get_available_nodes(self, refresh: bool = False) -> list[str]:
         started = time.monotonic()
         nodes = super().get_available_nodes(refresh)
-        if time.monotonic() - started > 0.3:
-            raise VCenterUnavailable("timed out after 300 ms")
+        if time.monotonic() - started > 0.2:
+            raise VCenterUnavailable("timed out after 200 ms")
         return nodes
 
 

@@ -67,8 +67,8 @@ def test_faults_never_give_wrong_figures(driver: ComputeDriver, oracle: Oracle, 
 @pytest.mark.resets
 def test_latency_is_tolerated(driver: ComputeDriver, oracle: Oracle, control: Any, cleanup: Cleanup,
                               new_uuid: Any) -> None:
-    control.set_latency("*", 400)
-    assert_figures(driver, oracle, when="with 400 ms added to every vCenter call")
+    control.set_latency("*", 300)
+    assert_figures(driver, oracle, when="with 300 ms added to every vCenter call")
     node = driver.get_available_nodes()[0]
     instance = Instance(uuid=new_uuid(), name="fault-03")
     cleanup.instance(oracle, instance.uuid)
