@@ -79,6 +79,7 @@ bench: $(VENV)/.installed $(FAKEVC)
 	@if $(PY) -c 'from conformance.harness import docker_available as d; raise SystemExit(1 if d() else 0)'; then \
 		$(MAKE) --no-print-directory image; fi
 	$(PY) bench/startup.py
+	$(PY) bench/refresh.py
 
 selftest: $(VENV)/.installed $(FAKEVC)
 	$(VENV)/bin/pytest tests/test_selftest.py $(PYTEST_ARGS)

@@ -92,16 +92,8 @@ def _fake_site(config: pytest.Config, topology_path: str) -> Iterator[Site]:
         yield Site(endpoint, oracle, tuple(topo.cluster_paths()), next(iter(dcs), None))
         oracle.close()
     finally:
-        _keep_trace(config, endpoint, topo.name)
-        endpoint.stop()
-
-
-def _keep_trace(config: pytest.Config, endpoint: Endpoint, name: str) -> None:
-    directory = setting(config, "--report-dir")
-    trace = endpoint.state_dir / "trace.log"
-    if directory and trace.exists():
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        trace.replace(Path(directory) / f"simulator-trace-{name}.log")
+        directory = setting(config, "--report-dir")
+        endpoint.stop(keep_logs_in=Path(directory) if directory else None)  # artifacts for a failed check
 
 
 @contextlib.contextmanager

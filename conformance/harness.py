@@ -67,12 +67,18 @@ class Endpoint:
     _stop: Callable[[], None] = field(repr=False)
     _stopped: bool = field(default=False, repr=False)
 
-    def stop(self) -> None:
-        """Stop the simulator and remove its state folder. Safe to call twice."""
+    def stop(self, keep_logs_in: Path | None = None) -> None:
+        """Stop the simulator and remove its state folder, first copying its log (and SOAP trace, if any)
+        to ``keep_logs_in`` as simulator-<topology>.log / simulator-trace-<topology>.log. Safe to call twice."""
         if not self._stopped:
             self._stopped = True
             try:
                 self._stop()
+                if keep_logs_in is not None:
+                    keep_logs_in.mkdir(parents=True, exist_ok=True)
+                    for name, kept in (("fakevc.log", "simulator"), ("trace.log", "simulator-trace")):
+                        if (self.state_dir / name).exists():
+                            shutil.copyfile(self.state_dir / name, keep_logs_in / f"{kept}-{self.topology.name}.log")
             finally:
                 shutil.rmtree(self.state_dir, ignore_errors=True)
 

@@ -107,7 +107,7 @@ def test_placement_inventory_matches(driver: ComputeDriver, oracle: Oracle) -> N
         res = driver.get_available_resource(name)
         records = res.get("inventory") or {}
         want_total = {"VCPU": res.get("vcpus"), "MEMORY_MB": res.get("memory_mb"), "DISK_GB": res.get("local_gb")}
-        largest = inv.largest_host(cluster)
+        largest = inv.largest_host(cluster, driver.config.datastore_regex)
         for rc in ("VCPU", "MEMORY_MB", "DISK_GB"):
             rec = records.get(rc)
             if rec is None:
