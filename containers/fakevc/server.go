@@ -15,6 +15,7 @@ import (
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
 )
 
 // fakevc serves the current world's SOAP handler and the control API.
@@ -136,11 +137,20 @@ func (s *fakevc) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 func (w *world) expireIdle(timeout time.Duration, key string) {
 	now := time.Now()
 	var idle []string
+	var quiet []types.UserSession
+	if timeout > 0 {
+		quiet = w.sessions() // those that never called after their login are idle since then
+	}
 	w.mu.Lock()
 	if timeout > 0 {
 		for k, a := range w.activity {
 			if a.inflight == 0 && now.Sub(a.last) > timeout {
 				idle = append(idle, k)
+			}
+		}
+		for _, us := range quiet {
+			if _, seen := w.activity[us.Key]; !seen && now.Sub(us.LastActiveTime) > timeout {
+				idle = append(idle, us.Key)
 			}
 		}
 	}
