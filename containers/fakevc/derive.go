@@ -685,6 +685,7 @@ func (d *deriver) setDirect(ctx *simulator.Context, obj mo.Reference, changes []
 		}
 		if !reflect.DeepEqual(v.Interface(), c.Val) {
 			v.Set(reflect.ValueOf(c.Val))
+			c.Op = types.PropertyChangeOpAssign // Registry.Update fills it in; pyvmomi refuses an empty op
 			changed = append(changed, c)
 		}
 	}
