@@ -5,7 +5,9 @@ package main
 
 import (
 	"context"
+	"log"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -49,6 +51,12 @@ type deriver struct {
 	// inventory first and fills it in under its folder's lock, not the VM's):
 	// not facts yet, and not safe to read, until their task completes.
 	creating sync.Map // types.ManagedObjectReference -> struct{}
+	// settled are the VMs seen complete by an earlier sync.
+	settled map[types.ManagedObjectReference]bool
+
+	// lists are the inventory lists as last seen, to publish the changes
+	// vcsim makes to them without Registry.Update (see publishLists).
+	lists map[types.ManagedObjectReference][][]types.ManagedObjectReference
 
 	dirty    atomic.Bool
 	kick     chan struct{}
@@ -108,6 +116,13 @@ func (d *deriver) sync() {
 	if !d.dirty.Swap(false) {
 		return
 	}
+	// The inventory changes under a sync (objects leave mid-way): a bug here
+	// must not take the whole fake vCenter down with it.
+	defer func() {
+		if r := recover(); r != nil {
+			log.Printf("fakevc: derived state not updated: %v\n%s", r, debug.Stack())
+		}
+	}()
 	ctx := &simulator.Context{Context: context.Background(), Map: d.reg}
 	d.self.Store(ctx)
 	defer d.self.Store(nil)
@@ -127,6 +142,89 @@ func (d *deriver) sync() {
 	}
 	d.publishPools(ctx, f)
 	d.publishDatastores(ctx, f)
+	d.publishLists(ctx)
+}
+
+// listProps are, per type, the reference lists vcsim appends to directly
+// (AddHost_Task, CreateVM_Task, ...), so a PropertyCollector filter on them
+// never hears of the change.
+var listProps = map[string][]string{
+	"ClusterComputeResource": {"host"},
+	"ComputeResource":        {"host"},
+	"HostSystem":             {"vm", "datastore"},
+	"ResourcePool":           {"vm", "resourcePool"},
+	"Datastore":              {"vm", "host"},
+}
+
+// publishLists publishes the reference lists that changed since the last
+// sync (a list seen for the first time is only recorded).
+func (d *deriver) publishLists(ctx *simulator.Context) {
+	if d.lists == nil {
+		d.lists = map[types.ManagedObjectReference][][]types.ManagedObjectReference{}
+	}
+	seen := make(map[types.ManagedObjectReference]bool, len(d.lists))
+	for kind, props := range listProps {
+		for _, e := range d.reg.All(kind) {
+			ref := e.Reference()
+			seen[ref] = true
+			ctx.WithLock(ref, func() {
+				now := make([][]types.ManagedObjectReference, len(props))
+				vals := make([]any, len(props))
+				for i, p := range props {
+					vals[i], _ = fieldByPath(e, p)
+					now[i] = refsOf(vals[i])
+				}
+				old, known := d.lists[ref]
+				d.lists[ref] = now
+				if !known {
+					return
+				}
+				var changes []types.PropertyChange
+				for i, p := range props {
+					if !slices.Equal(old[i], now[i]) {
+						changes = append(changes, types.PropertyChange{Name: p, Op: types.PropertyChangeOpAssign, Val: arrayOf(vals[i])})
+					}
+				}
+				// The object already shows the change: only the collectors need
+				// to hear of it (writing it again would race with vcsim's
+				// unlocked reads of the object).
+				if len(changes) > 0 && d.notify != nil {
+					d.notify(ctx, e, changes)
+				}
+			})
+		}
+	}
+	for ref := range d.lists {
+		if !seen[ref] {
+			delete(d.lists, ref)
+		}
+	}
+}
+
+// arrayOf wraps a list as vcsim's Registry.Update does for the SOAP encoding.
+func arrayOf(v any) any {
+	switch l := v.(type) {
+	case []types.ManagedObjectReference:
+		return types.ArrayOfManagedObjectReference{ManagedObjectReference: slices.Clone(l)}
+	case []types.DatastoreHostMount:
+		return types.ArrayOfDatastoreHostMount{DatastoreHostMount: slices.Clone(l)}
+	}
+	return v
+}
+
+// refsOf copies a list of references (or of datastore mounts' hosts).
+func refsOf(v any) []types.ManagedObjectReference {
+	switch l := v.(type) {
+	case []types.ManagedObjectReference:
+		return slices.Clone(l)
+	case []types.DatastoreHostMount:
+		out := make([]types.ManagedObjectReference, len(l))
+		for i, m := range l {
+			out[i] = m.Key
+		}
+		return out
+	}
+	return nil
 }
 
 type hostFacts struct {
@@ -187,10 +285,24 @@ func (d *deriver) readFacts(ctx *simulator.Context) *facts {
 	for _, e := range d.reg.All("Datastore") {
 		dsNames[e.Reference()] = e.Entity().Name
 	}
+	if d.settled == nil {
+		d.settled = map[types.ManagedObjectReference]bool{}
+	}
+	present := map[types.ManagedObjectReference]bool{}
 	for _, e := range d.reg.All("VirtualMachine") {
 		vm := e.(*simulator.VirtualMachine)
-		if _, busy := d.creating.Load(vm.Self); busy {
-			continue
+		present[vm.Self] = true
+		if !d.settled[vm.Self] {
+			// A VM enters the registry a moment before the hook marks it as
+			// being created; its creator holds the folder's lock throughout,
+			// so passing that lock waits the creation out.
+			if vm.Parent != nil {
+				ctx.WithLock(*vm.Parent, func() {})
+			}
+			if _, busy := d.creating.Load(vm.Self); busy {
+				continue
+			}
+			d.settled[vm.Self] = true
 		}
 		var v *vmFacts
 		ctx.WithLock(vm.Self, func() { v = readVM(vm, dsNames) })
@@ -207,6 +319,11 @@ func (d *deriver) readFacts(ctx *simulator.Context) *facts {
 			h.memUsageMB += v.memMB
 		}
 		f.vms = append(f.vms, v)
+	}
+	for ref := range d.settled {
+		if !present[ref] {
+			delete(d.settled, ref)
+		}
 	}
 	return f
 }
@@ -512,7 +629,11 @@ func (d *deriver) publishPools(ctx *simulator.Context, f *facts) {
 		return pf
 	}
 	for _, p := range pools {
-		owner, root := d.reg.Get(*p.Parent).(mo.Entity), false
+		owner, ok := d.reg.Get(*p.Parent).(mo.Entity)
+		if !ok { // its compute resource is being destroyed
+			continue
+		}
+		root := false
 		var hosts []types.ManagedObjectReference
 		switch o := owner.(type) {
 		case *simulator.ClusterComputeResource:
@@ -696,7 +817,7 @@ func (d *deriver) setDirect(ctx *simulator.Context, obj mo.Reference, changes []
 
 // fieldRef is a settable reference to a property of a managed object.
 func fieldRef(obj any, path string) (reflect.Value, bool) {
-	v := reflect.ValueOf(obj)
+	v := moValue(obj)
 	for _, name := range strings.Split(path, ".") {
 		for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
 			if v.IsNil() {
@@ -718,7 +839,7 @@ func fieldRef(obj any, path string) (reflect.Value, bool) {
 // fieldByPath reads a property of a managed object, e.g.
 // "summary.quickStats.overallCpuUsage", through pointers and interfaces.
 func fieldByPath(obj any, path string) (any, bool) {
-	v := reflect.ValueOf(obj)
+	v := moValue(obj)
 	for _, name := range strings.Split(path, ".") {
 		for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
 			if v.IsNil() {
@@ -735,6 +856,25 @@ func fieldByPath(obj any, path string) (any, bool) {
 		}
 	}
 	return v.Interface(), true
+}
+
+// moValue is the managed object struct inside a vcsim wrapper (whose first
+// field embeds it), so that a property such as mo.ResourcePool.ResourcePool
+// is not mistaken for the embedded struct of the same name.
+func moValue(obj any) reflect.Value {
+	v := reflect.ValueOf(obj)
+	for {
+		for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+			if v.IsNil() {
+				return v
+			}
+			v = v.Elem()
+		}
+		if v.Kind() != reflect.Struct || strings.HasSuffix(v.Type().PkgPath(), "/mo") || v.NumField() == 0 {
+			return v
+		}
+		v = v.Field(0)
+	}
 }
 
 // leaves flattens a struct of scalars into one change per field.

@@ -58,7 +58,7 @@ func serveURL(t *testing.T, topo *Topology) (*fakevc, string) {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(fv)
-	t.Cleanup(func() { ts.Close(); fv.close() })
+	t.Cleanup(func() { fv.close(); ts.Close() }) // close ends long polls, so the server can stop
 	return fv, ts.URL
 }
 

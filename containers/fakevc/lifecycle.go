@@ -134,7 +134,10 @@ func (c *cluster) move(ctx *simulator.Context, hosts []types.ManagedObjectRefere
 		pool = c.ResourcePool
 	}
 	for _, ref := range hosts {
-		h := ctx.Map.Get(ref).(*simulator.HostSystem)
+		h, ok := ctx.Map.Get(ref).(*simulator.HostSystem)
+		if !ok { // removed meanwhile
+			return &types.ManagedObjectNotFound{Obj: ref}
+		}
 		detachHost(ctx, h, *pool)
 		ctx.WithLock(c.ClusterComputeResource, func() {
 			ctx.Map.Update(ctx, c.ClusterComputeResource, []types.PropertyChange{

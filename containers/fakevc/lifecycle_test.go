@@ -294,3 +294,52 @@ func TestDestroyClusterNotifiesItsFolder(t *testing.T) {
 		t.Error("the host folder still lists the destroyed cluster")
 	}
 }
+
+// vcsim appends to inventory lists directly (AddHost_Task to a cluster's
+// hosts, CreateVM_Task to a host's VMs); fakevc publishes those changes.
+func TestListChangesReachWaiters(t *testing.T) {
+	fv, base := serveURL(t, testTopology())
+	c1, h0 := ref(t, fv, "ClusterComputeResource", "C1"), hostRef(t, fv, "C1_H0")
+	watch := func(obj types.ManagedObjectReference, prop string, want int) chan int {
+		c := login(t, base)
+		got := make(chan int, 1)
+		started := make(chan struct{})
+		go func() {
+			first, n := true, -1
+			err := property.Wait(bg, property.DefaultCollector(c.Client), obj, []string{prop}, func(pc []types.PropertyChange) bool {
+				if first {
+					first = false
+					close(started)
+					return false
+				}
+				for _, ch := range pc {
+					if refs, ok := ch.Val.(types.ArrayOfManagedObjectReference); ok {
+						n = len(refs.ManagedObjectReference)
+					}
+				}
+				return n == want
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			got <- n
+		}()
+		<-started
+		return got
+	}
+	hosts := watch(c1, "host", 2)
+	vms := watch(h0, "vm", 1)
+	time.Sleep(50 * time.Millisecond) // both are waiting
+	c := login(t, base)
+	tasks{t}.must(object.NewClusterComputeResource(c.Client, c1).AddHost(bg, types.HostConnectSpec{HostName: "added"}, true, nil, nil))
+	if _, f := createVM(t, fv, c, "C1", &h0, vmSpec("listed", "private", 1, 128)); f != nil {
+		t.Fatal(faultText(f))
+	}
+	for name, ch := range map[string]chan int{"cluster hosts": hosts, "host VMs": vms} {
+		select {
+		case <-ch:
+		case <-time.After(20 * time.Second):
+			t.Errorf("the change to the %s never reached the waiter", name)
+		}
+	}
+}

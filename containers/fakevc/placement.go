@@ -128,7 +128,10 @@ func (f *folder) place(ctx *simulator.Context, poolRef types.ManagedObjectRefere
 	vmPath string, devices []types.BaseVirtualDeviceConfigSpec) (types.ManagedObjectReference, types.BaseMethodFault) {
 	var none types.ManagedObjectReference
 	dc := datacenterOf(ctx.Map, f.Folder)
-	poolObj := ctx.Map.Get(poolRef).(mo.Entity)
+	poolObj, ok := ctx.Map.Get(poolRef).(mo.Entity)
+	if !ok { // removed since checkCall
+		return none, &types.ManagedObjectNotFound{Obj: poolRef}
+	}
 	if dc == nil || datacenterOf(ctx.Map, poolObj) != dc {
 		return none, withMessage(&types.InvalidArgument{InvalidProperty: "pool"},
 			"resource pool %s is not in the datacenter of folder %s", poolRef, f.Name)
@@ -210,7 +213,10 @@ func (f *folder) place(ctx *simulator.Context, poolRef types.ManagedObjectRefere
 	}
 
 	if hostRef != nil {
-		h := ctx.Map.Get(*hostRef).(*simulator.HostSystem)
+		h, ok := ctx.Map.Get(*hostRef).(*simulator.HostSystem)
+		if !ok {
+			return none, &types.ManagedObjectNotFound{Obj: *hostRef}
+		}
 		switch {
 		case !slices.Contains(cr.Host, h.Self):
 			return none, withMessage(&types.InvalidArgument{InvalidProperty: "host"},
