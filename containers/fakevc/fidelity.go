@@ -58,8 +58,16 @@ func (f *fidelity) PutObject(ctx *simulator.Context, obj mo.Reference) {
 }
 
 func (f *fidelity) UpdateObject(ctx *simulator.Context, obj mo.Reference, changes []types.PropertyChange) {
-	if t, ok := obj.(*mo.Task); ok {
-		f.task(ctx, t, changes)
+	switch o := obj.(type) {
+	case *mo.Task:
+		f.task(ctx, o, changes)
+	case *mo.VirtualMachine:
+		// vcsim's VM creation (whatever calls it) ends by publishing the name.
+		for _, c := range changes {
+			if c.Name == "name" {
+				f.d.creating.Delete(o.Self)
+			}
+		}
 	}
 	f.ext.forward(func(pc *simulator.PropertyCollector) { pc.UpdateObject(ctx, obj, changes) })
 	f.d.touch(ctx)
