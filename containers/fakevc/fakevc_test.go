@@ -1,3 +1,4 @@
+// Tests of the topology build: per-host hardware and state, derived cluster summaries, datastores, cluster destroy, flag and file checks.
 package main
 
 import (

@@ -1,3 +1,4 @@
+// The server certificate: self-signed for the loopback names, kept in the state dir across restarts.
 package main
 
 import (
