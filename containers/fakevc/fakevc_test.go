@@ -1,4 +1,4 @@
-// Tests of the topology build: per-host hardware and state, derived cluster summaries, datastores, cluster destroy, flag and file checks.
+// Tests of the topology build: host hardware and state, cluster summaries, datastores, cluster destroy.
 package main
 
 import (
