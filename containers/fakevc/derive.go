@@ -46,6 +46,8 @@ type deriver struct {
 	// notify tells every PropertyCollector about changes made without
 	// Registry.Update (see setDirect).
 	notify func(*simulator.Context, mo.Reference, []types.PropertyChange)
+	// after runs at the end of each sync (the world prunes its collectors).
+	after func()
 
 	// creating are VMs that vcsim is still building (it puts a VM into the
 	// inventory first and fills it in under its folder's lock, not the VM's):
@@ -143,6 +145,9 @@ func (d *deriver) sync() {
 	d.publishPools(ctx, f)
 	d.publishDatastores(ctx, f)
 	d.publishLists(ctx)
+	if d.after != nil {
+		d.after()
+	}
 }
 
 // listProps are, per type, the reference lists vcsim appends to directly

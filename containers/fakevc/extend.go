@@ -30,7 +30,7 @@ type extensions struct {
 	// collectors are the PropertyCollectors that have waited for updates:
 	// a reset ends their waits, and changes made without Registry.Update are
 	// sent to them directly.
-	collectors map[*simulator.PropertyCollector]bool
+	collectors map[*simulator.PropertyCollector]string // -> the session key it belongs to
 	// registered is the per-session instance of the singleton
 	// PropertyCollector that vcsim has registered for updates. vcsim keys its
 	// registry handlers by moref, and every session's instance of the
@@ -44,7 +44,7 @@ type extensions struct {
 
 func newExtensions(w *world) *extensions {
 	return &extensions{sessions: map[types.ManagedObjectReference][]*simulator.Registry{}, w: w,
-		collectors: map[*simulator.PropertyCollector]bool{}}
+		collectors: map[*simulator.PropertyCollector]string{}}
 }
 
 // extension is a wrapper that adds the SOAP methods it names.
@@ -141,9 +141,28 @@ func (e *extensions) trackCollector(ctx *simulator.Context, m *simulator.Method)
 		}
 		return
 	}
-	e.collectors[pc] = true
+	e.collectors[pc] = ctx.Session.Key
 	if singleton && initial {
 		e.registered = pc
+	}
+}
+
+// prune forgets the collectors of sessions that ended, which would
+// otherwise pile up the changes sent to them.
+func (e *extensions) prune(live []types.UserSession) {
+	keys := make(map[string]bool, len(live))
+	for _, s := range live {
+		keys[s.Key] = true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for pc, key := range e.collectors {
+		if !keys[key] {
+			delete(e.collectors, pc)
+			if e.registered == pc {
+				e.registered = nil
+			}
+		}
 	}
 }
 

@@ -59,6 +59,7 @@ func newWorld(topo *Topology, user *url.Userinfo) (*world, error) {
 	w.d = newDeriver(w.reg, nil)
 	w.ext = newExtensions(w)
 	w.d.notify = w.ext.notifyAll
+	w.d.after = func() { w.ext.prune(w.sessions()) }
 	w.reg.AddHandler(&fidelity{ext: w.ext, d: w.d})
 	w.reg.Handler = w.ext.handle
 	inv, err := build(m, topo, dsRoot)
