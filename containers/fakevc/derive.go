@@ -150,15 +150,23 @@ func (d *deriver) sync() {
 	}
 }
 
-// listProps are, per type, the reference lists vcsim appends to directly
+// lists are an object's reference lists that vcsim appends to directly
 // (AddHost_Task, CreateVM_Task, ...), so a PropertyCollector filter on them
 // never hears of the change.
-var listProps = map[string][]string{
-	"ClusterComputeResource": {"host"},
-	"ComputeResource":        {"host"},
-	"HostSystem":             {"vm", "datastore"},
-	"ResourcePool":           {"vm", "resourcePool"},
-	"Datastore":              {"vm", "host"},
+func lists(e mo.Entity) ([]string, []any) {
+	switch o := e.(type) {
+	case *simulator.ClusterComputeResource:
+		return []string{"host"}, []any{o.Host}
+	case *mo.ComputeResource:
+		return []string{"host"}, []any{o.Host}
+	case *simulator.HostSystem:
+		return []string{"vm", "datastore"}, []any{o.Vm, o.Datastore}
+	case *simulator.ResourcePool:
+		return []string{"vm", "resourcePool"}, []any{o.Vm, o.ResourcePool.ResourcePool}
+	case *simulator.Datastore:
+		return []string{"vm", "host"}, []any{o.Vm, o.Host}
+	}
+	return nil, nil
 }
 
 // publishLists publishes the reference lists that changed since the last
@@ -168,36 +176,37 @@ func (d *deriver) publishLists(ctx *simulator.Context) {
 		d.lists = map[types.ManagedObjectReference][][]types.ManagedObjectReference{}
 	}
 	seen := make(map[types.ManagedObjectReference]bool, len(d.lists))
-	for kind, props := range listProps {
-		for _, e := range d.reg.All(kind) {
-			ref := e.Reference()
-			seen[ref] = true
-			ctx.WithLock(ref, func() {
-				now := make([][]types.ManagedObjectReference, len(props))
-				vals := make([]any, len(props))
-				for i, p := range props {
-					vals[i], _ = fieldByPath(e, p)
-					now[i] = refsOf(vals[i])
-				}
-				old, known := d.lists[ref]
-				d.lists[ref] = now
-				if !known {
-					return
-				}
-				var changes []types.PropertyChange
-				for i, p := range props {
-					if !slices.Equal(old[i], now[i]) {
-						changes = append(changes, types.PropertyChange{Name: p, Op: types.PropertyChangeOpAssign, Val: arrayOf(vals[i])})
-					}
-				}
-				// The object already shows the change: only the collectors need
-				// to hear of it (writing it again would race with vcsim's
-				// unlocked reads of the object).
-				if len(changes) > 0 && d.notify != nil {
-					d.notify(ctx, e, changes)
-				}
-			})
+	for _, e := range d.reg.All("") {
+		if props, _ := lists(e); props == nil {
+			continue
 		}
+		ref := e.Reference()
+		seen[ref] = true
+		ctx.WithLock(ref, func() {
+			props, vals := lists(e)
+			old, known := d.lists[ref]
+			if !known {
+				old = make([][]types.ManagedObjectReference, len(props))
+				for i := range props {
+					old[i] = refsOf(vals[i])
+				}
+				d.lists[ref] = old
+				return
+			}
+			var changes []types.PropertyChange
+			for i, p := range props {
+				if !sameRefs(old[i], vals[i]) {
+					old[i] = refsOf(vals[i])
+					changes = append(changes, types.PropertyChange{Name: p, Op: types.PropertyChangeOpAssign, Val: arrayOf(vals[i])})
+				}
+			}
+			// The object already shows the change: only the collectors need
+			// to hear of it (writing it again would race with vcsim's
+			// unlocked reads of the object).
+			if len(changes) > 0 && d.notify != nil {
+				d.notify(ctx, e, changes)
+			}
+		})
 	}
 	for ref := range d.lists {
 		if !seen[ref] {
@@ -215,6 +224,17 @@ func arrayOf(v any) any {
 		return types.ArrayOfDatastoreHostMount{DatastoreHostMount: slices.Clone(l)}
 	}
 	return v
+}
+
+// sameRefs compares a recorded list with a current one, without copying.
+func sameRefs(old []types.ManagedObjectReference, v any) bool {
+	switch l := v.(type) {
+	case []types.ManagedObjectReference:
+		return slices.Equal(old, l)
+	case []types.DatastoreHostMount:
+		return slices.EqualFunc(old, l, func(r types.ManagedObjectReference, m types.DatastoreHostMount) bool { return r == m.Key })
+	}
+	return true
 }
 
 // refsOf copies a list of references (or of datastore mounts' hosts).
