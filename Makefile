@@ -14,6 +14,7 @@ BACKEND     ?= process
 TOPOLOGY    ?= fixtures/topologies/standard.yaml
 REPORT_DIR  ?= build/conformance
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 export VCCONFORM_FAKEVC_BINARY := $(CURDIR)/$(FAKEVC)
 export VCCONFORM_FAKEVC_IMAGE  := $(IMAGE)
@@ -71,7 +72,7 @@ test: $(VENV)/.installed $(FAKEVC) lint go-test
 	else \
 		echo "NOTE: no Docker engine answers: the container-backend tests will be SKIPPED (start dockerd to run them)"; \
 	fi
-	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # Benchmarks write their results under bench/results/ (committed); `make bench` needs Docker for the
 # container figures and says so in the results when it is missing.
@@ -80,6 +81,7 @@ bench: $(VENV)/.installed $(FAKEVC)
 		$(MAKE) --no-print-directory image; fi
 	$(PY) bench/startup.py
 	$(PY) bench/refresh.py
+	$(PY) bench/scale.py
 
 selftest: $(VENV)/.installed $(FAKEVC)
 	$(VENV)/bin/pytest tests/test_selftest.py $(PYTEST_ARGS)

@@ -365,7 +365,7 @@ class NotificationsNeverFire(Mutant):
 class NoRelogin(Mutant):
     """Never logs in again: once vCenter ends its session (expiry, restart) every call fails."""
 
-    targets = ("FAULT-01", "FAULT-04")
+    targets = ("FAULT-01", "FAULT-04", "NODE-03")
 
     def _relogin(self, seen: int) -> None:
         raise VCenterUnavailable("the vCenter session has ended")
