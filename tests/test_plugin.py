@@ -76,3 +76,9 @@ def test_checks_pass_under_xdist(tmp_path: Path) -> None:
                           "--requirement", "SPAWN-01", "--requirement", "CHURN-02")
     assert {c["outcome"] for c in report["checks"] if "heterogeneous" not in c["check"]} == {"passed"}
     assert report["environment"]["backend"] == "process"
+
+
+def test_checks_pass_in_reverse_order(tmp_path: Path) -> None:
+    """Each check starts from a clean inventory or cleans up after itself, so order does not matter."""
+    _, report, _ = run(tmp_path, "-p", "tests.reverse_order")
+    assert report["verdict"] == "CONFORMANT", [c for c in report["checks"] if c["outcome"] != "passed"]
