@@ -38,17 +38,26 @@ func (*cluster) adds() []string {
 // with ResourceInUse (vcsim's HostSystem.Destroy_Task rule), so no VM is ever
 // left without a host.
 func (c *cluster) DestroyTask(ctx *simulator.Context, req *types.Destroy_Task) soap.HasFault {
-	task := simulator.CreateTask(c.ClusterComputeResource, "destroy", func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
+	return destroyComputeResource(ctx, c.ClusterComputeResource, &c.ClusterComputeResource.ComputeResource)
+}
+
+// destroyComputeResource removes a cluster or a standalone host's compute
+// resource with its hosts, pools and environment browser; refused with
+// ResourceInUse while any of its hosts has VMs.
+func destroyComputeResource(ctx *simulator.Context, obj mo.Reference, c *mo.ComputeResource) soap.HasFault {
+	task := simulator.CreateTask(obj, "destroy", func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
 		for _, ref := range c.Host {
 			if h, ok := ctx.Map.Get(ref).(*simulator.HostSystem); ok && len(h.Vm) > 0 {
 				return nil, withMessage(&types.ResourceInUse{Type: "VirtualMachine", Name: h.Name},
-					"host %s of cluster %s still has virtual machines", h.Name, c.Name)
+					"host %s of %s still has virtual machines", h.Name, c.Name)
 			}
 		}
 		for _, ref := range slices.Clone(c.Host) {
 			removeHost(ctx, ref)
 		}
-		removePool(ctx, *c.ResourcePool)
+		if c.ResourcePool != nil {
+			removePool(ctx, *c.ResourcePool)
+		}
 		if c.EnvironmentBrowser != nil {
 			ctx.Map.Remove(ctx, *c.EnvironmentBrowser)
 		}
@@ -484,26 +493,7 @@ type computeResource struct {
 func (*computeResource) adds() []string { return []string{"Destroy_Task"} }
 
 func (c *computeResource) DestroyTask(ctx *simulator.Context, req *types.Destroy_Task) soap.HasFault {
-	task := simulator.CreateTask(c.ComputeResource, "destroy", func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
-		for _, ref := range c.Host {
-			if h, ok := ctx.Map.Get(ref).(*simulator.HostSystem); ok && len(h.Vm) > 0 {
-				return nil, withMessage(&types.ResourceInUse{Type: "VirtualMachine", Name: h.Name}, "host %s still has virtual machines", h.Name)
-			}
-		}
-		for _, ref := range slices.Clone(c.Host) {
-			removeHost(ctx, ref)
-		}
-		if c.ResourcePool != nil {
-			removePool(ctx, *c.ResourcePool)
-		}
-		if c.EnvironmentBrowser != nil {
-			ctx.Map.Remove(ctx, *c.EnvironmentBrowser)
-		}
-		removeChild(ctx, *c.Parent, c.Self)
-		ctx.Map.Remove(ctx, c.Self)
-		return nil, nil
-	})
-	return &methods.Destroy_TaskBody{Res: &types.Destroy_TaskResponse{Returnval: task.Run(ctx)}}
+	return destroyComputeResource(ctx, c.ComputeResource, c.ComputeResource)
 }
 
 // removeHost takes a host out of the inventory: its datastore mounts, its
