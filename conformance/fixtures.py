@@ -24,7 +24,7 @@ from conformance.drivers import REFERENCE_DRIVER, load_driver_class
 from conformance.harness import Endpoint, SimulatorError, start_simulator
 from conformance.oracle import Oracle, OracleError
 from conformance.plugin import EVIDENCE, setting, state
-from conformance.topology import Topology, TopologyError, load_topology
+from conformance.topology import TopologyError, load_topology
 
 
 @dataclass
@@ -300,6 +300,3 @@ def _reset_after(request: pytest.FixtureRequest) -> Iterator[None]:
     if ctl is not None:
         ctl.reset()
 
-
-def topology_of(site: Site) -> Topology | None:
-    return site.vcenter.topology if isinstance(site.vcenter, Endpoint) else None
