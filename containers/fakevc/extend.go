@@ -183,15 +183,20 @@ func (e *extensions) forward(f func(pc *simulator.PropertyCollector)) {
 	}
 }
 
-// notifyAll tells every collector about changes made without Registry.Update.
-func (e *extensions) notifyAll(ctx *simulator.Context, obj mo.Reference, changes []types.PropertyChange) {
+// collectorList is a snapshot of the known collectors, to call outside the lock.
+func (e *extensions) collectorList() []*simulator.PropertyCollector {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	pcs := make([]*simulator.PropertyCollector, 0, len(e.collectors))
 	for pc := range e.collectors {
 		pcs = append(pcs, pc)
 	}
-	e.mu.Unlock()
-	for _, pc := range pcs {
+	return pcs
+}
+
+// notifyAll tells every collector about changes made without Registry.Update.
+func (e *extensions) notifyAll(ctx *simulator.Context, obj mo.Reference, changes []types.PropertyChange) {
+	for _, pc := range e.collectorList() {
 		pc.UpdateObject(ctx, obj, changes)
 	}
 }
@@ -210,13 +215,7 @@ func (e *extensions) forget(ctx *simulator.Context, ref types.ManagedObjectRefer
 // cancelWaits ends every WaitForUpdatesEx in progress (with RequestCanceled,
 // as CancelWaitForUpdates does), so no long poll outlives its world.
 func (e *extensions) cancelWaits() {
-	e.mu.Lock()
-	pcs := make([]*simulator.PropertyCollector, 0, len(e.collectors))
-	for pc := range e.collectors {
-		pcs = append(pcs, pc)
-	}
-	e.mu.Unlock()
-	for _, pc := range pcs {
+	for _, pc := range e.collectorList() {
 		pc.CancelWaitForUpdates(&types.CancelWaitForUpdates{This: pc.Self})
 	}
 }
