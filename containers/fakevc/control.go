@@ -300,12 +300,17 @@ func (m *methodMs) check() (string, time.Duration, error) {
 	return *m.Method, time.Duration(*m.Ms * float64(time.Millisecond)), nil
 }
 
-func (s *fakevc) apiSetLatency(r *http.Request, _ string) (any, error) {
+// decodeMethodMs reads and checks a {"method", "ms"} body.
+func decodeMethodMs(r *http.Request) (string, time.Duration, error) {
 	var req methodMs
 	if err := decode(r, &req); err != nil {
-		return nil, err
+		return "", 0, err
 	}
-	method, d, err := req.check()
+	return req.check()
+}
+
+func (s *fakevc) apiSetLatency(r *http.Request, _ string) (any, error) {
+	method, d, err := decodeMethodMs(r)
 	if err != nil {
 		return nil, err
 	}
@@ -327,11 +332,7 @@ func (s *fakevc) apiClearLatency(*http.Request, string) (any, error) {
 }
 
 func (s *fakevc) apiSetTaskDelay(r *http.Request, _ string) (any, error) {
-	var req methodMs
-	if err := decode(r, &req); err != nil {
-		return nil, err
-	}
-	method, d, err := req.check()
+	method, d, err := decodeMethodMs(r)
 	if err != nil {
 		return nil, err
 	}
