@@ -8,7 +8,10 @@ FAKEVC_DIR  := containers/fakevc
 FAKEVC      := .cache/bin/fakevc
 # The govmomi pin lives in one place: containers/fakevc/go.mod.
 GOVMOMI     := $(shell sed -n 's/^[[:space:]]*\(require \)\{0,1\}github.com\/vmware\/govmomi \(v[^[:space:]]*\).*/\2/p' $(FAKEVC_DIR)/go.mod)
-IMAGE       := vcconform/fakevc:$(GOVMOMI)
+IMAGE_REPO  := vcconform/fakevc
+# The image is tagged by content: <govmomi>-<first 12 hex of the binary's sha256>, so checkouts never share a
+# mutable tag; conformance.harness.default_image() computes the same name.
+IMAGE        = $(IMAGE_REPO):$(GOVMOMI)-$(shell sha256sum $(FAKEVC) 2>/dev/null | cut -c1-12)
 DRIVER      ?= driver_under_test.reference:ReferenceDriver
 BACKEND     ?= process
 TOPOLOGY    ?= fixtures/topologies/standard.yaml
@@ -17,7 +20,6 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 export VCCONFORM_FAKEVC_BINARY := $(CURDIR)/$(FAKEVC)
-export VCCONFORM_FAKEVC_IMAGE  := $(IMAGE)
 
 .PHONY: all conformance certify test selftest lint go-test simulator image bench clean help
 
@@ -27,7 +29,7 @@ help:
 	@echo "make conformance [DRIVER=pkg.mod:Class] [BACKEND=process|container] [TOPOLOGY=file]"
 	@echo "make test       the project's own tests (container backend too when Docker answers)"
 	@echo "make simulator  build the fake vCenter ($(FAKEVC), govmomi $(GOVMOMI))"
-	@echo "make image      build the FROM-scratch image $(IMAGE)"
+	@echo "make image      build the FROM-scratch image $(IMAGE_REPO):$(GOVMOMI)-<binary hash>"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -9,6 +9,7 @@ the state folder; the simulator also exits by itself when the process that start
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -106,8 +107,17 @@ def default_binary() -> Path:
 
 
 def default_image() -> str:
-    """The image ``make image`` builds, unless $VCCONFORM_FAKEVC_IMAGE says otherwise."""
-    return os.environ.get("VCCONFORM_FAKEVC_IMAGE") or f"{IMAGE_REPO}:{govmomi_pin()}"
+    """The image ``make image`` builds from the current binary, unless $VCCONFORM_FAKEVC_IMAGE says otherwise.
+
+    Its tag is the govmomi pin and the binary's content hash, so two checkouts never share a mutable tag.
+    """
+    explicit = os.environ.get("VCCONFORM_FAKEVC_IMAGE")
+    if explicit:
+        return explicit
+    digest = "unbuilt"
+    with contextlib.suppress(OSError):
+        digest = hashlib.sha256(default_binary().read_bytes()).hexdigest()[:12]
+    return f"{IMAGE_REPO}:{govmomi_pin()}-{digest}"
 
 
 def docker_available(timeout: float = 3.0) -> str | None:
