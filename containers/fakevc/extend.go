@@ -66,6 +66,8 @@ func (e *extensions) wrap(obj mo.Reference) extension {
 		return &virtualMachine{o, e.w}
 	case *mo.ComputeResource:
 		return &computeResource{o, e.w}
+	case *simulator.PropertyCollector:
+		return &propertyCollector{o, e.w}
 	}
 	return nil
 }

@@ -88,6 +88,9 @@ func (s *fakevc) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		s.control(rw, r)
 		return
 	}
+	if serveWSDL(rw, r) {
+		return
+	}
 	w := s.world.Load()
 	if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, "/sdk") {
 		w.handler.ServeHTTP(rw, r)
@@ -99,8 +102,9 @@ func (s *fakevc) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "cannot read request", http.StatusBadRequest)
 		return
 	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
 	method := soapMethod(body)
+	body = zonedTimes(body, method)
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 
 	s.mu.Lock()
 	s.total++
