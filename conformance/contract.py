@@ -69,7 +69,9 @@ class DriverConfig:
 
     ``clusters`` names each managed cluster by inventory path (``/DC0/host/folder/C0``) or by moref
     (``domain-c9``). TLS is verified against ``ca_file`` (or the system store when it is None) unless
-    ``insecure`` is set explicitly. ``resource_pool``, when set, is a pool path below each managed
+    ``insecure`` is set explicitly. ``datastore_regex``, when set, selects the datastores whose whole name
+    matches it (``re.fullmatch``: ``nfs01`` is not ``nfs010``; write ``nfs01.*`` for a prefix).
+    ``resource_pool``, when set, is a pool path below each managed
     cluster's root pool (``nova``, ``tenants/nova``) that spawns go to instead of the root pool.
     """
 
@@ -118,7 +120,10 @@ class Resources(TypedDict, total=False):
     """The figures ``get_available_resource`` returns for one node (memory in MiB, disk in GiB).
 
     A driver declaring the ``placement_inventory`` capability also returns ``inventory``: VCPU, MEMORY_MB
-    and DISK_GB records, where ``max_unit`` is the largest single host (or datastore) of the cluster.
+    and DISK_GB records, ``total`` equal to vcpus, memory_mb and local_gb. ``max_unit`` is what one
+    instance can get: for VCPU and MEMORY_MB the largest single schedulable host's threads and memory
+    (MiB); for DISK_GB the most free space (GiB, floored) on one usable datastore, since a disk must fit in
+    one datastore's free space (0 when the cluster has none; VCPU and MEMORY_MB are still reported).
     """
 
     vcpus: int
@@ -158,7 +163,8 @@ class ComputeDriver(abc.ABC):
     def __init__(self, config: DriverConfig) -> None:
         """Keep the configuration. May connect to vCenter; must not raise for a cluster that is missing.
 
-        Raises AuthenticationFailed or VCenterUnavailable when it connects and cannot.
+        Raises AuthenticationFailed or VCenterUnavailable when it connects and cannot (an unreachable or
+        untrusted vCenter included), within 60 s: never retries forever.
         """
         self.config = config
 
@@ -174,15 +180,20 @@ class ComputeDriver(abc.ABC):
         """One node name (see ``node_name``) per managed cluster that exists in vCenter.
 
         A configured cluster that does not exist is left out with a warning, never an error. Standalone
-        hosts and resource pools are never nodes. Raises VCenterUnavailable if a refresh fails.
+        hosts and resource pools are never nodes. Raises VCenterUnavailable if a refresh cannot read
+        vCenter; a driver that reads vCenter only in get_available_resource may answer from what it knows,
+        but never with a wrong node set. Every call returns (or raises) within 60 s, also when vCenter
+        refuses, resets or never answers connections.
         """
 
     @abc.abstractmethod
     def get_available_resource(self, nodename: str) -> Resources:
-        """The node's figures as of the last refresh.
+        """The node's figures as of the last refresh (or read now).
 
-        Raises NodeNotFound for a name that is not a current node, and VCenterUnavailable when the last
-        refresh failed (never zeros or older figures in place of fresh ones).
+        Raises NodeNotFound for a name that is not a current node, and VCenterUnavailable when the figures
+        cannot be read fresh (the last refresh failed, or vCenter fails now): never zeros or older figures
+        in place of fresh ones, whatever the failure (a vSphere fault, a refused, reset or stalled
+        connection), and within 60 s.
         """
 
     @abc.abstractmethod

@@ -125,3 +125,22 @@ class Control:
         if maintenance is not None:
             body["maintenance"] = maintenance
         self._call("PUT", f"hosts/{quote(host, safe='')}", body)
+
+    # -- connection-level faults ---------------------------------------------------------------------------
+
+    def set_connection_fault(self, mode: str, method: str = "*", count: int | None = None) -> None:
+        """Fail SOAP requests at the connection: ``refuse`` closes it without an answer, ``reset`` resets it
+        (TCP RST), ``stall`` holds it open unanswered until cleared; for ``method`` (``*``: every SOAP
+        call, never the control API), ``count`` requests (default: until cleared). One fault at a time."""
+        body: dict[str, Any] = {"mode": mode, "method": method}
+        if count is not None:
+            body["count"] = count
+        self._call("PUT", "connection-fault", body)
+
+    def connection_fault(self) -> dict[str, Any]:
+        """The connection fault in force with its ``hits``, or ``{"mode": None}``."""
+        return dict(self._call("GET", "connection-fault"))
+
+    def clear_connection_fault(self) -> None:
+        """End the connection fault; stalled requests are closed unanswered."""
+        self._call("DELETE", "connection-fault")

@@ -152,14 +152,15 @@ class Inventory:
 
     @staticmethod
     def largest_host(cluster: ClusterFacts, datastore_regex: str | None = None) -> dict[str, int]:
-        """The largest single schedulable host's threads and memory, and the largest usable datastore that
-        matches the filter (RES-06: placement's max_unit)."""
+        """The largest single schedulable host's threads and memory, and the most free space on one usable
+        datastore that matches the filter (RES-06: placement's max_unit; a disk must fit in one datastore's
+        free space)."""
         hosts = [h for h in cluster.hosts if h.schedulable]
         stores = [d for d in cluster.datastores
                   if d.usable and (datastore_regex is None or re.fullmatch(datastore_regex, d.name))]
         return {"VCPU": max((h.threads for h in hosts), default=0),
                 "MEMORY_MB": max((h.memory_bytes // MIB for h in hosts), default=0),
-                "DISK_GB": max((d.capacity // GIB for d in stores), default=0)}
+                "DISK_GB": max((d.free // GIB for d in stores), default=0)}
 
 
 def wait_for_task(task: Any, timeout: float = 60.0) -> Any:

@@ -100,10 +100,21 @@ REQUIREMENTS: dict[str, Requirement] = {r.id: r for r in [
     Requirement(
         "RES-06", OPTIONAL,
         "The placement inventory (VCPU, MEMORY_MB, DISK_GB) matches the node's figures; max_unit is the "
-        "largest single host or datastore",
+        "largest single host (VCPU, MEMORY_MB) or the most free space on one usable datastore (DISK_GB), "
+        "also when the cluster has no usable datastore",
         "Placement refuses an allocation larger than max_unit; a max_unit of the whole cluster lets it "
-        "place a VM that no single host can run.",
+        "place a VM that no single host can run. A virtual disk lives on one datastore and vCenter creates "
+        "it only where it fits in that datastore's free space, so the largest disk a node can take now is "
+        "the most free space on one of its datastores, not the largest capacity (space that images, "
+        "snapshots and VMs placement does not track already fill). A cluster with no usable datastore "
+        "still has CPU and memory to report.",
         capability="placement_inventory"),
+    Requirement(
+        "RES-07", MANDATORY,
+        "datastore_regex selects the datastores whose whole name matches it",
+        "An operator who writes nfs01 means that datastore, not nfs010 too; nfs01.* is one keystroke "
+        "away when a prefix is meant. A filter that matches a prefix silently adds capacity the operator "
+        "excluded."),
     # -- SPAWN ------------------------------------------------------------------------------------------
     Requirement(
         "SPAWN-01", MANDATORY,
@@ -166,9 +177,12 @@ REQUIREMENTS: dict[str, Requirement] = {r.id: r for r in [
         "vCenter ends idle sessions (30 minutes by default); a service must not need a restart for that."),
     Requirement(
         "FAULT-02", MANDATORY,
-        "A transient fault is retried or raised as VCenterUnavailable; a persistent one is raised; never "
-        "wrong figures",
-        "Reporting zeros or old figures as fresh makes the scheduler act on capacity that is not there."),
+        "A vCenter fault is retried or raised as VCenterUnavailable; never wrong figures or a wrong node "
+        "set, even when vCenter changed since the last good read",
+        "Reporting zeros or old figures as fresh makes the scheduler act on capacity that is not there. "
+        "vCenter's semantics justify no more than that: a driver may answer get_available_nodes from what "
+        "it knows (the node set is the configured clusters that exist) and read vCenter in "
+        "get_available_resource, as long as no answer it gives is wrong."),
     Requirement(
         "FAULT-03", MANDATORY,
         "Added latency on every vCenter call is tolerated: figures and placement stay right",
@@ -177,6 +191,13 @@ REQUIREMENTS: dict[str, Requirement] = {r.id: r for r in [
         "FAULT-04", MANDATORY,
         "After a vCenter restart the driver recovers by itself, with the same node names",
         "vCenter is upgraded and restarted; compute services keep running."),
+    Requirement(
+        "FAULT-05", MANDATORY,
+        "A vCenter that refuses, resets or never answers connections is reported as VCenterUnavailable "
+        "within 60 s, at start-up and later; never with old figures",
+        "A vCenter being restarted or behind a broken network drops or stalls connections; a driver that "
+        "retries forever (or waits forever for an answer) hangs its service, and one that answers from "
+        "its last read reports capacity that may be gone. 60 s bounds any sane retry policy."),
     # -- SEC --------------------------------------------------------------------------------------------
     Requirement(
         "SEC-01", MANDATORY,

@@ -9,7 +9,9 @@ rest only through the contract's public methods, so they keep working as the ref
 
 from __future__ import annotations
 
+import http.client
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -463,6 +465,112 @@ class QueriesEachCluster(Mutant):
             for node in self._nodes.values():
                 _ = node.cluster.summary  # a PropertyCollector round trip per cluster
         return nodes
+
+
+# -- issue 13: requirements Nova's driver made precise (RES-06, RES-07, FAULT-02, FAULT-05, NODE-03) ---------
+
+class DiskMaxUnitFromCapacity(Mutant):
+    """Takes DISK_GB's max_unit from the largest datastore capacity, not the most free space on one."""
+
+    targets = ("RES-06",)
+
+    def get_available_resource(self, nodename: str) -> Resources:
+        res = super().get_available_resource(nodename)
+        stores = self._usable_datastores(self._node(nodename))
+        res["inventory"]["DISK_GB"]["max_unit"] = max((d.capacity // (1 << 30) for d in stores), default=0)
+        return res
+
+
+class InventoryNeedsADatastore(Mutant):
+    """Computes DISK_GB's max_unit as max() over the usable datastores, and fails for a cluster with none
+    (as Nova's update_provider_tree does)."""
+
+    targets = ("RES-06",)
+
+    def get_available_resource(self, nodename: str) -> Resources:
+        res = super().get_available_resource(nodename)
+        res["inventory"]["DISK_GB"]["max_unit"] = max(d.freeSpace // (1 << 30)
+                                                      for d in self._usable_datastores(self._node(nodename)))
+        return res
+
+
+class PrefixDatastoreRegex(Mutant):
+    """Matches datastore_regex at the start of a name (re.match, as Nova does), not the whole name."""
+
+    targets = ("RES-07",)
+
+    def _usable_datastores(self, node: Node) -> list[Any]:
+        pattern = self.config.datastore_regex
+        return [d for d in node.datastores
+                if d.accessible and d.maintenanceMode in (None, "normal")
+                and (pattern is None or re.match(pattern, d.name))]
+
+
+class IgnoresMorefClusters(Mutant):
+    """Understands clusters configured by inventory path only; a moref names no cluster."""
+
+    targets = ("NODE-03",)
+
+    def _managed_clusters(self) -> tuple[str, ...]:
+        return tuple(c for c in self.config.clusters if "/" in c)
+
+
+class StaleFiguresOnConnectionErrors(Mutant):
+    """When vCenter's connection fails, keeps answering with the figures it read last (as Nova's VCState
+    does on VimConnectionException); a vSphere fault is still raised."""
+
+    targets = ("FAULT-05",)
+
+    def _call(self, doing: str, fn: Any, *, idempotent: bool = True) -> Any:
+        def watched() -> Any:
+            try:
+                return fn()
+            except (OSError, http.client.HTTPException):
+                self._connection_failed = True
+                raise
+        return super()._call(doing, watched, idempotent=idempotent)
+
+    def get_available_nodes(self, refresh: bool = False) -> list[str]:
+        self._connection_failed = False
+        try:
+            nodes = super().get_available_nodes(refresh)
+        except VCenterUnavailable:
+            if not self._connection_failed:
+                raise
+            return list(self.__dict__.get("_good_nodes", []))
+        self._good_nodes = nodes
+        self._good = {n: super(StaleFiguresOnConnectionErrors, self).get_available_resource(n) for n in nodes}
+        return nodes
+
+    def get_available_resource(self, nodename: str) -> Resources:
+        try:
+            return super().get_available_resource(nodename)
+        except VCenterUnavailable:
+            if not self.__dict__.get("_connection_failed") or nodename not in self.__dict__.get("_good", {}):
+                raise
+            return self._good[nodename]
+
+
+class WaitsForeverForAnswers(Mutant):
+    """Sets no socket timeout: a vCenter that accepts a call and never answers holds the driver for ever."""
+
+    targets = ("FAULT-05",)
+    http_timeout_s = None
+
+
+class RetriesUnreachableForever(Mutant):
+    """Retries the first connection until vCenter answers (as oslo.vmware's login does on connection
+    errors)."""
+
+    targets = ("FAULT-05",)
+
+    def __init__(self, config: DriverConfig) -> None:
+        while True:
+            try:
+                super().__init__(config)
+                return
+            except VCenterUnavailable:
+                time.sleep(1)
 
 
 MUTANTS: dict[str, type[Mutant]] = {cls.__name__: cls for cls in Mutant.__subclasses__()}

@@ -3,10 +3,16 @@ the way a vendor needs to read them (observed vs required)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from conformance.contract import ComputeDriver, NodeNotFound
+import pytest
+
+from conformance.contract import ComputeDriver, NodeNotFound, VCenterUnavailable
 from conformance.oracle import ClusterFacts, Inventory, Oracle
+
+T = TypeVar("T")
 
 #: The figures every node must report equal to the oracle's (RES-01, RES-02, RES-05).
 CORE_FIGURES = ("vcpus", "memory_mb")
@@ -50,3 +56,83 @@ def assert_figures(driver: ComputeDriver, oracle: Oracle, keys: Iterable[str] = 
                    when: str = "") -> None:
     problems = figure_problems(driver, oracle.inventory(), keys)
     assert not problems, (f"{when}: " if when else "") + "; ".join(problems)
+
+
+#: FAULT-05: the longest any driver call may take while vCenter refuses, resets or stalls connections.
+HANG_LIMIT_S = 60.0
+
+
+def within(what: str, fn: Callable[[], T], limit: float = HANG_LIMIT_S) -> T:
+    """fn's result (or its exception) if it returns within ``limit`` seconds; the check fails otherwise.
+
+    fn runs in a daemon thread: a driver that never returns keeps that thread, not the run.
+    """
+    done: list[tuple[bool, Any]] = []
+    worker = threading.Thread(target=lambda: done.append(_outcome(fn)), daemon=True, name="vcconform-within")
+    worker.start()
+    worker.join(limit)
+    if not done:
+        pytest.fail(f"{what} did not return within {limit:.0f} s; required an answer or VCenterUnavailable "
+                    "(FAULT-05: no retrying or waiting forever)", pytrace=False)
+    ok, value = done[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+def _outcome(fn: Callable[[], Any]) -> tuple[bool, Any]:
+    try:
+        return True, fn()
+    except BaseException as e:  # handed to the caller's thread
+        return False, e
+
+
+def read_every_node(driver: ComputeDriver) -> list[str]:
+    """A full refresh and every node's figures: the driver's last good read before a fault."""
+    nodes = driver.get_available_nodes(refresh=True)
+    for node in nodes:
+        driver.get_available_resource(node)
+    return nodes
+
+
+def change_figures(oracle: Oracle, clusters: Iterable[str]) -> str:
+    """Put one host of a managed multi-host cluster into maintenance: the truth moves away from what a
+    driver read before, so old figures served as fresh are wrong figures (returns what changed)."""
+    inv = oracle.inventory()
+    multi = [c for c in (inv.cluster(p) for p in clusters) if c and len([h for h in c.hosts if h.schedulable]) >= 2]
+    if not multi:
+        pytest.skip("needs a managed cluster with two schedulable hosts")
+    host = next(h for h in multi[0].hosts if h.schedulable)
+    oracle.set_maintenance(host.moref, True)
+    return f"{host.name} of {multi[0].path} entered maintenance mode after the driver's last good read"
+
+
+def answers_under_fault(driver: ComputeDriver, inv: Inventory, when: str) -> list[str]:
+    """What is wrong with the driver's answers while vCenter fails: a refresh may raise VCenterUnavailable
+    or return the right node set; each node's figures may raise VCenterUnavailable or be right (the
+    oracle's ``inv``, read before the fault). Stops at the first node with a problem."""
+    expected = inv.expected_nodes(driver.config.clusters)
+    try:
+        got: list[str] | None = driver.get_available_nodes(refresh=True)
+    except VCenterUnavailable:
+        got = None
+    except Exception as e:
+        return [f"{when}: refresh raised {type(e).__name__} ({e}); required VCenterUnavailable or the right nodes"]
+    if got is not None:
+        wrong = node_set_problems(got, expected)
+        if wrong:
+            return [f"{when}: refresh returned a wrong node set: " + "; ".join(wrong)]
+    for name, cluster in sorted(expected.items(), key=lambda kv: kv[1].path):
+        try:
+            res = driver.get_available_resource(name)
+        except VCenterUnavailable:
+            continue
+        except Exception as e:
+            return [f"{when}: get_available_resource({name}) raised {type(e).__name__} ({e}); required "
+                    "VCenterUnavailable or the right figures"]
+        want = inv.expected_resources(cluster, driver.config.datastore_regex)
+        wrong = [f"{k} observed {res.get(k)!r}, required {want[k]}" for k in CORE_FIGURES if res.get(k) != want[k]]
+        if wrong:
+            return [f"{when}: {cluster.path} reported {', '.join(wrong)} (figures vCenter no longer has, served as "
+                    "fresh); required VCenterUnavailable or the right figures"]
+    return []

@@ -4,11 +4,21 @@ driven through the fake vCenter's control API."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import socket
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from conformance.checks.common import assert_figures, figure_problems
+from conformance.checks.common import (
+    answers_under_fault,
+    assert_figures,
+    change_figures,
+    figure_problems,
+    read_every_node,
+    within,
+)
 from conformance.contract import ComputeDriver, Instance, VCenterUnavailable
 from conformance.fixtures import Cleanup
 from conformance.oracle import Oracle
@@ -34,32 +44,21 @@ def test_expired_session_is_replaced(driver: ComputeDriver, oracle: Oracle, cont
 @pytest.mark.requirement("FAULT-02")
 @pytest.mark.resets
 def test_faults_never_give_wrong_figures(driver: ComputeDriver, oracle: Oracle, control: Any) -> None:
-    nodes = driver.get_available_nodes(refresh=True)
+    read_every_node(driver)
+    changed = change_figures(oracle, driver.config.clusters)
     inv = oracle.inventory()  # faults hit every session: the oracle reads before they are injected
+    # A persistent fault: every read fails. Nothing the driver answers may be wrong: not the node set, and
+    # no figures from its last good read (vCenter changed since).
+    for method in ("RetrievePropertiesEx", "ContinueRetrievePropertiesEx", "RetrieveProperties"):
+        control.add_fault(method, "SystemError", message="injected: persistent")
+    problems = answers_under_fault(driver, inv, f"while vCenter fails every read with SystemError ({changed})")
+    control.clear_faults()
+    assert not problems, "; ".join(problems)
     # A transient fault: the next read fails once. Retried (then right) or raised as VCenterUnavailable.
     control.add_fault("RetrievePropertiesEx", "SystemError", count=1, message="injected: transient")
     with contextlib.suppress(VCenterUnavailable):
         problems = figure_problems(driver, inv)
-        assert not problems, "after one transient fault: " + "; ".join(problems)
-    # A persistent fault: every read fails. The driver must say so, not serve what it read before.
-    control.add_fault("RetrievePropertiesEx", "SystemError", message="injected: persistent")
-    control.add_fault("RetrieveProperties", "SystemError", message="injected: persistent")
-    try:
-        got = driver.get_available_nodes(refresh=True)
-        pytest.fail(f"refresh returned {got} while vCenter fails every read; required VCenterUnavailable",
-                    pytrace=False)
-    except VCenterUnavailable:
-        pass
-    except Exception as e:
-        pytest.fail(f"refresh raised {type(e).__name__} ({e}); required VCenterUnavailable", pytrace=False)
-    for node in nodes:
-        try:
-            res = driver.get_available_resource(node)
-            pytest.fail(f"after a failed refresh, get_available_resource({node!r}) returned {res}; required "
-                        "VCenterUnavailable (old figures served as fresh)", pytrace=False)
-        except VCenterUnavailable:
-            pass
-    control.clear_faults()
+        assert not problems, f"after one transient fault ({changed}): " + "; ".join(problems)
     assert_figures(driver, oracle, when="once vCenter answers again")
 
 
@@ -89,3 +88,65 @@ def test_driver_recovers_from_a_vcenter_restart(driver: ComputeDriver, oracle: O
                     pytrace=False)
     assert after == before, f"after a vCenter restart the nodes are {after}; required {before}"
     assert_figures(driver, oracle, when="after a vCenter restart")
+
+
+@pytest.mark.requirement("FAULT-05")
+@pytest.mark.resets
+def test_connection_errors_never_give_old_figures(driver: ComputeDriver, oracle: Oracle, control: Any) -> None:
+    """Reads whose connection is reset or closed unanswered: VCenterUnavailable or right figures, in time."""
+    read_every_node(driver)
+    changed = change_figures(oracle, driver.config.clusters)
+    inv = oracle.inventory()
+    for mode, words in (("reset", "reset (TCP RST)"), ("refuse", "closed unanswered")):
+        control.set_connection_fault(mode, method="RetrievePropertiesEx")
+        when = f"with every RetrievePropertiesEx connection {words} ({changed})"
+        try:
+            problems = within(f"with every RetrievePropertiesEx connection {words}, the driver",
+                              functools.partial(answers_under_fault, driver, inv, when))
+            hits = control.connection_fault().get("hits", 0)
+        finally:
+            control.clear_connection_fault()
+        assert not problems, "; ".join(problems)
+        assert hits, ("the driver read no figures with RetrievePropertiesEx while the connection fault was on, so "
+                      "this check proved nothing; required a read (the check injects its faults there)")
+    assert_figures(driver, oracle, when="once vCenter answers again")
+
+
+@pytest.mark.requirement("FAULT-05")
+@pytest.mark.resets
+def test_a_silent_vcenter_is_reported_in_bounded_time(driver: ComputeDriver, oracle: Oracle,
+                                                      control: Any) -> None:
+    """Every SOAP call is left unanswered (the connection stays open): the driver must give up in time."""
+    read_every_node(driver)
+    changed = change_figures(oracle, driver.config.clusters)
+    inv = oracle.inventory()
+    control.set_connection_fault("stall")
+    try:
+        problems = within("with vCenter never answering, the driver",
+                          lambda: answers_under_fault(driver, inv, f"with vCenter never answering ({changed})"))
+    finally:
+        control.clear_connection_fault()
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.requirement("FAULT-05")
+def test_an_unreachable_vcenter_at_start_is_reported(make_driver: Callable[..., ComputeDriver]) -> None:
+    """vCenter refuses the TCP connection (a closed port on 127.0.0.1) when the driver starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: connections are refused
+    url = f"https://127.0.0.1:{port}/sdk"
+
+    def start() -> str:
+        try:
+            d = make_driver(url=url)
+        except VCenterUnavailable:
+            return ""
+        try:
+            got = d.get_available_nodes(refresh=True)
+        except VCenterUnavailable:
+            return ""
+        return f"refresh returned {got}"
+
+    wrong = within(f"with vCenter refusing connections ({url}), the driver's start and first refresh", start)
+    assert not wrong, f"with vCenter refusing connections ({url}): {wrong}; required VCenterUnavailable"

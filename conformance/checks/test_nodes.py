@@ -54,6 +54,8 @@ def test_names_survive_a_driver_restart_and_a_cluster_rename(make_driver: Make, 
     morefs = tuple(inv.by_path(p).moref for p in make_driver().config.clusters if inv.cluster(p))
     first = make_driver(clusters=morefs)  # by moref: a rename keeps the cluster configured
     before = sorted(first.get_available_nodes(refresh=True))
+    required = sorted(inv.expected_nodes(morefs))
+    assert before == required, f"clusters configured by moref {list(morefs)}: nodes {before}, required {required}"
     first.close()
     again = sorted(make_driver(clusters=morefs).get_available_nodes(refresh=True))
     assert again == before, f"a new driver instance reports {again}, the previous one {before}"

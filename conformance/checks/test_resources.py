@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -119,3 +120,55 @@ def test_placement_inventory_matches(driver: ComputeDriver, oracle: Oracle) -> N
                 problems.append(f"{cluster.path}: {rc} max_unit observed {rec.get('max_unit')}, required "
                                 f"{largest[rc]} (the largest single host or datastore)")
     assert not problems, "; ".join(problems)
+
+
+@pytest.mark.requirement("RES-06")
+@pytest.mark.capability("placement_inventory")
+def test_placement_inventory_without_usable_datastore(make_driver: Make, oracle: Oracle) -> None:
+    """A filter no datastore name matches (as a whole or as a prefix): every node still has its inventory."""
+    driver = make_driver(datastore_regex="vcconform-no-datastore-has-this-name")
+    nodes = set(driver.get_available_nodes(refresh=True))
+    inv = oracle.inventory()
+    problems = []
+    for name, cluster in sorted(inv.expected_nodes(driver.config.clusters).items(), key=lambda kv: kv[1].path):
+        if name not in nodes:
+            continue
+        try:
+            res = driver.get_available_resource(name)
+        except Exception as e:
+            problems.append(f"{cluster.path}: get_available_resource raised {type(e).__name__} ({e})")
+            continue
+        records = res.get("inventory") or {}
+        largest = inv.largest_host(cluster, driver.config.datastore_regex)
+        for rc, total in (("VCPU", res.get("vcpus")), ("MEMORY_MB", res.get("memory_mb"))):
+            rec = records.get(rc)
+            if not total:
+                continue
+            if rec is None:
+                problems.append(f"{cluster.path}: no {rc} record (the cluster has no usable datastore, but CPU and "
+                                "memory to offer)")
+            elif (rec.get("total"), rec.get("max_unit")) != (total, largest[rc]):
+                problems.append(f"{cluster.path}: {rc} total/max_unit observed {rec.get('total')}/{rec.get('max_unit')}"
+                                f", required {total}/{largest[rc]}")
+        disk = records.get("DISK_GB")
+        if disk is not None and (disk.get("total"), disk.get("max_unit")) != (0, 0):
+            problems.append(f"{cluster.path}: DISK_GB total/max_unit observed {disk.get('total')}/"
+                            f"{disk.get('max_unit')} with no usable datastore; required none or 0/0")
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.requirement("RES-07")
+def test_datastore_regex_matches_whole_names(make_driver: Make, oracle: Oracle, site: Site) -> None:
+    inv = oracle.inventory()
+    names = sorted({d.name for p in site.clusters if (c := inv.cluster(p)) for d in c.datastores if d.usable})
+    if not names:
+        pytest.skip("the managed clusters have no usable datastore")
+    target = max(names, key=len)
+    prefix = next((target[:n] for n in range(len(target) // 2, len(target))
+                   if not any(re.fullmatch(re.escape(target[:n]), x) for x in inv.datastores.values())), None)
+    if prefix is None:
+        pytest.skip(f"every prefix of {target} is also a datastore's whole name")
+    for regex, about in ((re.escape(prefix), f"a prefix of {target}, the whole name of none"),
+                         (re.escape(target), f"the whole name of {target}")):
+        driver = make_driver(datastore_regex=regex)
+        assert_figures(driver, oracle, DISK_FIGURES, f"datastore_regex {regex!r} ({about})")

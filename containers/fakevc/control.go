@@ -57,6 +57,9 @@ var routes = []route{
 	{http.MethodPut, "session-timeout", (*fakevc).apiSessionTimeout},
 	{http.MethodPost, "sessions/expire", (*fakevc).apiExpireSessions},
 	{http.MethodPut, "hosts/", (*fakevc).apiSetHost},
+	{http.MethodPut, "connection-fault", (*fakevc).apiSetConnFault},
+	{http.MethodGet, "connection-fault", (*fakevc).apiConnFault},
+	{http.MethodDelete, "connection-fault", (*fakevc).apiClearConnFault},
 }
 
 func (s *fakevc) control(rw http.ResponseWriter, r *http.Request) {
@@ -430,4 +433,42 @@ func findHost(reg *simulator.Registry, name string) *simulator.HostSystem {
 		}
 	}
 	return nil
+}
+
+func (s *fakevc) apiSetConnFault(r *http.Request, _ string) (any, error) {
+	var req struct {
+		Mode   string  `json:"mode"`
+		Method *string `json:"method"`
+		Count  *int    `json:"count"`
+	}
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if !connFaultModes[req.Mode] {
+		return nil, badRequest(`"mode": expected refuse, reset or stall, got %q`, req.Mode)
+	}
+	f := connFault{Mode: req.Mode, Method: "*", Count: req.Count}
+	if req.Method != nil {
+		if *req.Method == "" {
+			return nil, badRequest(`"method": expected a SOAP method name or "*"`)
+		}
+		f.Method = *req.Method
+	}
+	if req.Count != nil && *req.Count < 1 {
+		return nil, badRequest(`"count": expected a whole number >= 1, got %d`, *req.Count)
+	}
+	s.conn.set(f)
+	return nil, nil
+}
+
+func (s *fakevc) apiConnFault(*http.Request, string) (any, error) {
+	if f := s.conn.get(); f != nil {
+		return f, nil
+	}
+	return map[string]any{"mode": nil}, nil
+}
+
+func (s *fakevc) apiClearConnFault(*http.Request, string) (any, error) {
+	s.conn.clear()
+	return nil, nil
 }

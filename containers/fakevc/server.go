@@ -34,6 +34,8 @@ type fakevc struct {
 	latency        map[string]time.Duration
 	taskDelays     map[string]int
 	sessionTimeout time.Duration
+
+	conn connFaults
 }
 
 func newFakevc(topo *Topology, username, password string) (*fakevc, error) {
@@ -49,8 +51,9 @@ func newFakevc(topo *Topology, username, password string) (*fakevc, error) {
 
 func (s *fakevc) userinfo() *url.Userinfo { return url.UserPassword(s.username, s.password) }
 
-// clearControls forgets latency, task delays, the session timeout and the
-// call counters (faults live in the world and go with it).
+// clearControls forgets latency, task delays, the session timeout, the
+// connection fault and the call counters (faults live in the world and go
+// with it).
 func (s *fakevc) clearControls() {
 	s.mu.Lock()
 	s.total, s.calls = 0, map[string]int64{}
@@ -58,6 +61,7 @@ func (s *fakevc) clearControls() {
 	s.taskDelays = map[string]int{}
 	s.sessionTimeout = 0
 	s.mu.Unlock()
+	s.conn.clear()
 	setTaskDelays(nil)
 }
 
@@ -117,6 +121,11 @@ func (s *fakevc) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	timeout := s.sessionTimeout
 	s.mu.Unlock()
+
+	if mode, release := s.conn.take(method); mode != "" {
+		applyConnFault(rw, r, mode, release)
+		return
+	}
 
 	if delay > 0 {
 		select {

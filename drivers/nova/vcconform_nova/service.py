@@ -207,6 +207,13 @@ def serve(infd: int, outfd: int) -> None:
     root = logging.getLogger()
     root.handlers[:] = [Forward()]
     root.setLevel(int(config.get("log_level", logging.INFO)))
+    # The levels oslo.log gives libraries in every OpenStack service (suds=INFO among them: at DEBUG suds
+    # logs whole SOAP envelopes, the Login password included).
+    from oslo_log import _options
+
+    for item in _options.DEFAULT_LOG_LEVELS:
+        name, _, level = item.partition("=")
+        logging.getLogger(name).setLevel(level)
     workdir = tempfile.mkdtemp(prefix="vcconform-nova-")
     service: Service | None = None
     try:
