@@ -23,14 +23,24 @@ import (
 // selection spec can reach itself, and is given the objects reached at its
 // creation otherwise (its membership then no longer follows the inventory:
 // a documented gap; no client the suite knows makes such a filter).
+//
+// It replaces vcsim's singleton in the registry; vcsim makes each session's
+// instance of the singleton by the registered object's type, so every
+// session gets one of these, and CreatePropertyCollector makes them too.
 type propertyCollector struct {
-	*simulator.PropertyCollector
-	w *world
+	simulator.PropertyCollector
 }
 
-func (*propertyCollector) adds() []string {
-	return []string{"RetrievePropertiesEx", "RetrieveProperties", "ContinueRetrievePropertiesEx", "CreateFilter",
-		"WaitForUpdatesEx", "WaitForUpdates"}
+// installCollector puts fakevc's PropertyCollector in the place of vcsim's.
+func installCollector(reg *simulator.Registry, ref types.ManagedObjectReference) {
+	pc := &propertyCollector{}
+	pc.Self = ref
+	reg.Put(pc)
+}
+
+func (pc *propertyCollector) CreatePropertyCollector(ctx *simulator.Context, c *types.CreatePropertyCollector) soap.HasFault {
+	return &methods.CreatePropertyCollectorBody{Res: &types.CreatePropertyCollectorResponse{
+		Returnval: ctx.Session.Put(&propertyCollector{}).Reference()}}
 }
 
 func (pc *propertyCollector) RetrievePropertiesEx(ctx *simulator.Context, r *types.RetrievePropertiesEx) soap.HasFault {

@@ -66,8 +66,6 @@ func (e *extensions) wrap(obj mo.Reference) extension {
 		return &virtualMachine{o, e.w}
 	case *mo.ComputeResource:
 		return &computeResource{o, e.w}
-	case *simulator.PropertyCollector:
-		return &propertyCollector{o, e.w}
 	}
 	return nil
 }
@@ -129,8 +127,13 @@ func (e *extensions) trackCollector(ctx *simulator.Context, m *simulator.Method)
 	default:
 		return
 	}
-	pc, ok := ctx.Session.Get(m.This).(*simulator.PropertyCollector)
-	if !ok {
+	var pc *simulator.PropertyCollector
+	switch x := ctx.Session.Get(m.This).(type) {
+	case *propertyCollector:
+		pc = &x.PropertyCollector
+	case *simulator.PropertyCollector:
+		pc = x
+	default:
 		return
 	}
 	singleton := m.This == e.w.model.ServiceContent.PropertyCollector

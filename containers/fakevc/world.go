@@ -56,6 +56,7 @@ func newWorld(topo *Topology, user *url.Userinfo) (*world, error) {
 		return nil, err
 	}
 	w := &world{topo: topo, model: m, reg: m.Map(), dsRoot: dsRoot, activity: map[string]*activity{}}
+	installCollector(w.reg, m.ServiceContent.PropertyCollector)
 	w.d = newDeriver(w.reg, nil)
 	w.ext = newExtensions(w)
 	w.d.notify = w.ext.notifyAll
