@@ -78,7 +78,7 @@ def _translate(error: dict[str, Any], what: str) -> DriverError:
     types = error.get("types", [])
     names = {t.rsplit(".", 1)[-1] for t in types}
     message = f"{what}: Nova raised {types[0].rsplit('.', 1)[-1] if types else '?'}: {error.get('message', '')}"
-    if "InvalidLogin" in error.get("faults", []) or "VimFaultException" in names and "InvalidLogin" in message:
+    if "InvalidLogin" in error.get("faults", []) or ("VimFaultException" in names and "InvalidLogin" in message):
         return AuthenticationFailed(message)
     if names & {"InstanceNotFound"}:
         return InstanceNotFound(message)

@@ -1,0 +1,42 @@
+"""The Nova result page: every failure explained, and the committed page current with its committed report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+resultpage = pytest.importorskip("vcconform_nova.resultpage", reason="the [nova] extra is not installed")
+
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
+
+
+def _report(status: dict[str, str]) -> dict[str, object]:
+    from conformance.requirements import REQUIREMENTS
+
+    return {"verdict": "NONCONFORMANT", "reasons": [], "driver": {"version": "nova 0.0.0"},
+            "requirements": [{"id": r, "level": REQUIREMENTS[r].level, "title": REQUIREMENTS[r].title,
+                              "status": status.get(r, "passed")} for r in REQUIREMENTS],
+            "checks": [{"check": "t.py::test_x", "requirements": [r], "outcome": "failed", "message": "observed x"}
+                       for r, s in status.items() if s == "failed"]}
+
+
+def test_an_unexplained_failure_refuses_the_page() -> None:
+    with pytest.raises(resultpage.PageError, match="NODE-02"):
+        resultpage.render(_report({"NODE-02": "failed"}), resultpage.explanations())
+
+
+def test_an_explained_failure_names_its_kind_and_source() -> None:
+    text = resultpage.render(_report({"RES-02": "failed", "RES-07": "failed"}), resultpage.explanations())
+    assert "### RES-02: Nova deviation" in text and "host.py" in text
+    assert "### RES-07: deliberate stricter requirement" in text and "Rationale (catalogue)" in text
+
+
+@pytest.mark.parametrize("report", sorted(RESULTS.glob("nova-*.report.json")), ids=lambda p: p.name)
+def test_the_committed_page_is_current(report: Path) -> None:
+    data = json.loads(report.read_text())
+    text = resultpage.render(data, resultpage.explanations())  # raises for an unexplained failure
+    page = resultpage.page_path(data)
+    assert page.exists() and page.read_text() == text, (
+        f"{page} is not current: run python -m vcconform_nova.resultpage {report}")
