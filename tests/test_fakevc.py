@@ -337,6 +337,48 @@ def test_reset_puts_the_loaded_inventory_back(si: Any, control: Control, hetero:
     Disconnect(fresh)
 
 
+def test_response_bytes_are_counted_per_session_as_the_client_received_them(si: Any, control: Control,
+                                                                           hetero: Endpoint) -> None:
+    """The byte counter agrees with what pyvmomi read off the socket, and names sessions by session_id."""
+    from conformance.control import session_id
+
+    other = connect(hetero)
+    try:
+        received: list[int] = []
+        stub = si._stub
+        original = stub.GetConnection
+
+        def counting_connection() -> Any:  # count the answer bytes pyvmomi reads, on the client
+            conn = original()
+            if not getattr(conn, "_counted", False):
+                make = conn.response_class
+
+                class Counted(make):  # type: ignore[misc, valid-type]
+                    def read(self, *args: Any) -> bytes:
+                        data = super().read(*args)
+                        received.append(len(data))
+                        return data
+                conn.response_class, conn._counted = Counted, True
+            return conn
+
+        stub.GetConnection = counting_connection
+        control.reset_calls()
+        try:
+            objects(si, vim.HostSystem)
+        finally:
+            del stub.GetConnection
+        objects(other, vim.Datastore)
+        calls = control.calls()
+    finally:
+        Disconnect(other)
+    mine, theirs = calls["sessions"][session_id(si)], calls["sessions"][session_id(other)]
+    assert mine["bytes"] == sum(received) > 0
+    assert mine["calls"] + theirs["calls"] == calls["total"]
+    assert calls["bytes"] == mine["bytes"] + theirs["bytes"]
+    assert sum(m["bytes"] for m in calls["methods"].values()) == calls["bytes"]
+    assert stub.GetSessionId() not in str(calls)
+
+
 def test_control_api_drives_what_the_vsphere_api_cannot(si: Any, control: Control) -> None:
     control.reset_calls()
     si.RetrieveContent()
