@@ -465,4 +465,11 @@ class QueriesEachCluster(Mutant):
         return nodes
 
 
+class ReadsWholeHostSummaries(Mutant):
+    """Reads each host's whole summary at every refresh, where the figures need five of its leaves."""
+
+    targets = ("EFF-02",)
+    host_properties = (*ReferenceDriver.host_properties, "summary")
+
+
 MUTANTS: dict[str, type[Mutant]] = {cls.__name__: cls for cls in Mutant.__subclasses__()}

@@ -245,6 +245,47 @@ func TestResponseBytesAreCountedByMethodAndSession(t *testing.T) {
 	}
 }
 
+// capture keeps the answers a client receives.
+type capture struct {
+	next http.RoundTripper
+	body *bytes.Buffer
+}
+
+func (c capture) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := c.next.RoundTrip(r)
+	if err == nil {
+		data, _ := io.ReadAll(res.Body)
+		_ = res.Body.Close()
+		c.body.Write(data)
+		res.Body = io.NopCloser(bytes.NewReader(data))
+	}
+	return res, err
+}
+
+func TestAnswersDeclareXsiOnceAsVCenterDoes(t *testing.T) {
+	fv, base := serveURL(t, testTopology())
+	c := login(t, base)
+	var seen bytes.Buffer
+	c.Client.Client.Transport = capture{c.Client.Client.Transport, &seen}
+	var h mo.HostSystem
+	retrieve(t, c, hostRef(t, fv, "C0_H0"), []string{"summary.hardware.memorySize", "runtime.inMaintenanceMode", "datastore"}, &h)
+	// A task's result is a typed value inside a typed value (vcsim declares its prefix on the outer one).
+	vm, f := createVM(t, fv, c, "C0", nil, vmSpec("typed", "shared", 1, 128))
+	if f != nil || vm.Value == "" {
+		t.Fatalf("createVM: %v %v", vm, f)
+	}
+	body := seen.String()
+	if strings.Contains(body, "_XMLSchema-instance") || !strings.Contains(body, `<val xsi:type="xsd:long">`) ||
+		!strings.Contains(body, `<result type="VirtualMachine" xsi:type="ManagedObjectReference">`) ||
+		!strings.Contains(body, `xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"`) {
+		t.Errorf("answer: %s", body)
+	}
+	// The client still reads every typed value.
+	if h.Summary.Hardware == nil || h.Summary.Hardware.MemorySize == 0 || len(h.Datastore) == 0 {
+		t.Errorf("decoded: %+v %v", h.Summary.Hardware, h.Datastore)
+	}
+}
+
 func TestFaultRules(t *testing.T) {
 	fv, base := serveURL(t, testTopology())
 	c := login(t, base)

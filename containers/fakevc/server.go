@@ -121,11 +121,12 @@ func (s *fakevc) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	counted := s.usage.call(rw, method, key)
+	out := &xsiWriter{ResponseWriter: s.usage.call(rw, method, key)}
 	w.expireIdle(timeout, key)
 	// Derived figures match the facts before any call can read them.
 	w.d.syncIfDirty()
-	w.handler.ServeHTTP(counted, r)
+	w.handler.ServeHTTP(out, r)
+	out.finish()
 	w.done(key)
 }
 
