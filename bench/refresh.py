@@ -243,6 +243,8 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
             "server_ms": round(statistics.median(s["server_ms"] for s in samples), 1),
             "median_ms": round(statistics.median(times) * 1000, 1),
             "client_cpu_ms": round(statistics.median(s["cpu_s"] for s in samples) * 1000, 1),
+            # wall time less the server's: the driver's own work and the transfer (its CPU time is above)
+            "client_ms": round(statistics.median(s["s"] * 1000 - s["server_ms"] for s in samples), 1),
             "min_ms": round(min(times) * 1000, 1),
             "max_ms": round(max(times) * 1000, 1), "runs": len(samples)}
 

@@ -26,7 +26,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
 
 from pyVim.connect import Disconnect, SmartConnect
@@ -179,6 +179,7 @@ class ReferenceDriver(ComputeDriver):
         # The snapshot: every object the refresh's query reaches, by moref, as _snapshot_entry keeps it; the
         # last full refresh with the updates since applied. Replaced as a whole, never changed in place.
         self._objects: dict[str, dict[str, Any]] = {}
+        self._built: tuple[tuple[str, ...], dict[str, Node]] | None = None  # (configured entries, their nodes)
         self._snapshot_lock = threading.RLock()  # one refresh or update of the snapshot at a time
         self._snapshots = 0  # full refreshes so far: an update that waited across one catches up after it
         self._watch_lock = threading.Lock()  # one WaitForUpdatesEx at a time on the watch
@@ -378,11 +379,10 @@ class ReferenceDriver(ComputeDriver):
                 except vmodl.MethodFault as e:
                     raise VCenterUnavailable(f"refresh: {_fault_text(e)}") from None
                 snapshot = {o.obj._moId: _snapshot_entry(o) for o in objects}
-                nodes = self._build_nodes(snapshot)
             except DriverError as e:
                 self._nodes, self._refresh_error = None, str(e)
                 raise
-            self._objects, self._nodes, self._refresh_error = snapshot, nodes, None
+            self._set_snapshot(snapshot)
             self._snapshots += 1
 
     def _build_nodes(self, objects: Mapping[str, dict[str, Any]]) -> dict[str, Node]:
@@ -527,7 +527,7 @@ class ReferenceDriver(ComputeDriver):
             objects: dict[str, dict[str, Any]] = {}
             update = pc.WaitForUpdatesEx("", PC.WaitOptions(maxWaitSeconds=0))
             while True:
-                objects = self._apply(objects, update)
+                objects = self._apply(objects, update, set())
                 if update is None or not update.truncated:
                     break
                 update = pc.WaitForUpdatesEx(update.version, PC.WaitOptions(maxWaitSeconds=0))
@@ -540,15 +540,17 @@ class ReferenceDriver(ComputeDriver):
         self._watch = (pc, update.version if update is not None else "")
 
     @staticmethod
-    def _apply(objects: dict[str, dict[str, Any]], update: Any) -> dict[str, dict[str, Any]]:
+    def _apply(objects: dict[str, dict[str, Any]], update: Any, changed: set[str]) -> dict[str, dict[str, Any]]:
         """The snapshot with an UpdateSet applied: a new mapping; entries that change are new dicts, so the
-        nodes built from the old snapshot keep what they had."""
+        nodes built from the old snapshot keep what they had. Adds the changed morefs to ``changed`` ("" for
+        an object that entered or left, which may change any node)."""
         if update is None:
             return objects
         out = dict(objects)
         for filter_update in update.filterSet or ():
             for change in filter_update.objectSet or ():
                 ref = change.obj._moId
+                changed.update((ref,) if change.kind == "modify" else (ref, ""))
                 if change.kind == "leave":
                     out.pop(ref, None)
                     continue
@@ -563,10 +565,30 @@ class ReferenceDriver(ComputeDriver):
                 out[ref] = entry
         return out
 
-    def _set_snapshot(self, objects: dict[str, dict[str, Any]]) -> None:
-        """Adopt an updated snapshot (caller holds the snapshot lock)."""
-        nodes = self._build_nodes(objects)
-        self._objects, self._nodes, self._refresh_error = objects, nodes, None
+    def _set_snapshot(self, objects: dict[str, dict[str, Any]], changed: set[str] | None = None) -> None:
+        """Adopt a new snapshot (caller holds the snapshot lock). After an update that changed only hosts'
+        and datastores' figures (``changed``: their morefs), only the nodes holding one of them are made
+        anew; anything else (a cluster, folder or datacenter changed, an object came or went, the
+        configuration changed) builds every node again."""
+        configured = tuple(self._managed_clusters())
+        built = self._built
+        figures_only = changed is not None and all(
+            isinstance(objects.get(r, {}).get("ref"), (vim.HostSystem, vim.Datastore)) for r in changed)
+        if changed is None or not figures_only or built is None or built[0] != configured:
+            nodes = self._build_nodes(objects)
+        else:
+            nodes = {}
+            for name, node in built[1].items():
+                stores = (d.datastore._moId for d in node.datastores)
+                if changed.isdisjoint(node.host_refs) and changed.isdisjoint(stores):
+                    nodes[name] = node
+                else:
+                    nodes[name] = replace(node, hosts=tuple(objects[h] for h in node.host_refs if h in objects),
+                                          datastores=tuple(_datastore(objects[d.datastore._moId])
+                                                           if d.datastore._moId in changed else d
+                                                           for d in node.datastores))
+        self._built = (configured, nodes)
+        self._objects, self._nodes, self._refresh_error = objects, dict(nodes), None
 
     def _pull(self, wait_s: int) -> bool:
         """Apply vCenter's changes since the watch's version, waiting up to wait_s seconds for the first; True
@@ -585,10 +607,10 @@ class ReferenceDriver(ComputeDriver):
         if update is None:
             return False
         with self._snapshot_lock:
-            objects = self._objects
+            objects, changed = self._objects, set[str]()
             while True:
                 try:
-                    objects = self._apply(objects, update)
+                    objects = self._apply(objects, update, changed)
                 except _NotAnUpdate as e:
                     LOG.info("%s: %s; refreshing instead", self.config.service_id, e)
                     self._watch = (pc, update.version)
@@ -605,7 +627,7 @@ class ReferenceDriver(ComputeDriver):
             if self._nodes is None:
                 self._refresh()  # the last refresh failed: its snapshot is no base for changes
             else:
-                self._set_snapshot(objects)
+                self._set_snapshot(objects, changed)
         return True
 
     def _catch_up(self) -> None:
