@@ -341,42 +341,23 @@ def test_response_bytes_are_counted_per_session_as_the_client_received_them(si: 
                                                                            hetero: Endpoint) -> None:
     """The byte counter agrees with what pyvmomi read off the socket, and names sessions by session_id."""
     from conformance.control import session_id
+    from driver_under_test.callcount import count_received
 
     other = connect(hetero)
     try:
-        received: list[int] = []
-        stub = si._stub
-        original = stub.GetConnection
-
-        def counting_connection() -> Any:  # count the answer bytes pyvmomi reads, on the client
-            conn = original()
-            if not getattr(conn, "_counted", False):
-                make = conn.response_class
-
-                class Counted(make):  # type: ignore[misc, valid-type]
-                    def read(self, *args: Any) -> bytes:
-                        data = super().read(*args)
-                        received.append(len(data))
-                        return data
-                conn.response_class, conn._counted = Counted, True
-            return conn
-
-        stub.GetConnection = counting_connection
-        control.reset_calls()
-        try:
+        with count_received(si) as received:
+            control.reset_calls()
             objects(si, vim.HostSystem)
-        finally:
-            del stub.GetConnection
         objects(other, vim.Datastore)
         calls = control.calls()
     finally:
         Disconnect(other)
     mine, theirs = calls["sessions"][session_id(si)], calls["sessions"][session_id(other)]
-    assert mine["bytes"] == sum(received) > 0
+    assert mine["bytes"] == received.total > 0
     assert mine["calls"] + theirs["calls"] == calls["total"]
     assert calls["bytes"] == mine["bytes"] + theirs["bytes"]
     assert sum(m["bytes"] for m in calls["methods"].values()) == calls["bytes"]
-    assert stub.GetSessionId() not in str(calls)
+    assert si._stub.GetSessionId() not in str(calls)
 
 
 def test_control_api_drives_what_the_vsphere_api_cannot(si: Any, control: Control) -> None:
