@@ -52,6 +52,8 @@ def _selection(args: argparse.Namespace, extra: list[str]) -> str | None:
             return token[:2]
         if token.startswith("-") and not token.startswith("--") and "x" in token[1:] and token[1:].isalpha():
             return "-x"  # -x within a cluster of short switches (-qx)
+        if not token.startswith("-") and ("::" in token or token.endswith(".py") or "/" in token):
+            return repr(token)  # a test path or node id (the plugin also refuses what this guess misses)
     return None
 
 

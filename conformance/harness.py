@@ -109,7 +109,7 @@ class Endpoint:
     state_dir: Path
     _stop: Callable[[], None] = field(repr=False)
     _stopped: bool = field(default=False, repr=False)
-    _status: Callable[[], str | None] = field(default=lambda: None, repr=False)
+    _status: Callable[[bool], str | None] = field(default=lambda fresh: None, repr=False)
     _kill: Callable[[], None] = field(default=lambda: None, repr=False)
     _logs: Callable[[], str] = field(default=lambda: "", repr=False)
 
@@ -138,7 +138,7 @@ class Endpoint:
         """None while the simulator's process (or container) runs; otherwise one line saying what became of
         it: "fake vCenter exited (signal 9)", "fake vCenter stopped (SIGSTOP: process state T)". Cheap: no
         request is sent, so a watchdog may call it every second."""
-        return None if self._stopped else self._status()
+        return None if self._stopped else self._status(False)
 
     def probe(self, timeout: float = PROBE_TIMEOUT_S) -> str | None:
         """``status()``, then whether ``GET /about`` answers within ``timeout`` seconds: None when alive."""
@@ -148,7 +148,7 @@ class Endpoint:
         try:
             r = requests.get(f"https://{self.host}:{self.port}/about", verify=str(self.ca_file), timeout=timeout)
         except (OSError, requests.RequestException) as e:
-            dead = self.status()  # it may have died while we asked
+            dead = None if self._stopped else self._status(True)  # it may have died (or paused) while we asked
             return dead or f"fake vCenter stopped answering (GET /about: {type(e).__name__})"
         return None if r.status_code < 500 else f"fake vCenter stopped answering (GET /about: HTTP {r.status_code})"
 
@@ -228,7 +228,7 @@ class _Running:
 
     info: dict[str, Any]
     stop: Callable[[], None]
-    status: Callable[[], str | None]
+    status: Callable[[bool], str | None]  # fresh: ask the container engine now, not at most every few seconds
     kill: Callable[[], None]
     logs: Callable[[], str]
 
@@ -276,7 +276,7 @@ def _start_process(binary: Path, state: Path, env: dict[str, str], listen: str, 
         text = (state / "fakevc.log").read_text(errors="replace")
         return f"fake vCenter exited with code {proc.returncode}: {_first_line(text) or 'no output'}"
 
-    def status() -> str | None:
+    def status(fresh: bool = False) -> str | None:
         code = proc.poll()
         if code is not None:
             return f"fake vCenter exited ({_exit_text(code)})"
@@ -363,13 +363,13 @@ def _start_container(image: str, state: Path, env: dict[str, str], listen: str, 
     pid = 0
     checked = 0.0
 
-    def status() -> str | None:
+    def status(fresh: bool = False) -> str | None:
         nonlocal pid, checked
         # The container's process is on the host's pid namespace view of dockerd (State.Pid): reading its
         # state is cheap; the engine is asked at most every few seconds (a paused container looks alive).
         if pid and _process_state(pid) in ("T", "t"):
             return f"fake vCenter container {cid[:12]} stopped (SIGSTOP: process state T)"
-        if pid and _process_state(pid) not in (None, "Z") and time.monotonic() - checked < 5:
+        if not fresh and pid and _process_state(pid) not in (None, "Z") and time.monotonic() - checked < 5:
             return None
         checked = time.monotonic()
         try:

@@ -189,11 +189,11 @@ def check_settings(get: Lookup, *, requirements: list[str] | None = None, enviro
             n = int(value) if integer else float(value)
         except ValueError:
             n = None
-        if n is None or not math.isfinite(n) or (minimum is not None and n < minimum):
-            what = "an integer" if integer else "a number of seconds"
-            bound = "" if minimum is None else (f" of at least {minimum:g}" if integer else " above 0")
-            raise SettingError(f"{_named(where, value)}: expected {what}{bound}")
-        if not integer and n <= 0:
+        if integer:
+            if n is None or (minimum is not None and n < minimum):
+                bound = "" if minimum is None else f" of at least {minimum:g}"
+                raise SettingError(f"{_named(where, value)}: expected an integer{bound}")
+        elif n is None or not math.isfinite(n) or n <= 0:
             raise SettingError(f"{_named(where, value)}: expected a number of seconds above 0")
 
     for o in OPTIONS:
@@ -237,8 +237,9 @@ def check_settings(get: Lookup, *, requirements: list[str] | None = None, enviro
         try:
             ssl.create_default_context(cafile=ca_file)
         except (ssl.SSLError, OSError, ValueError) as e:
-            raise SettingError(f"{where} {ca_file}: not a PEM CA bundle "
-                               f"({getattr(e, 'reason', None) or type(e).__name__})") from None
+            # OpenSSL names the problem in .reason, or only in the text ("[X509] PEM lib (_ssl.c:4154)").
+            detail = getattr(e, "reason", None) or str(e.args[-1] if e.args else e).split(" (_ssl.c")[0]
+            raise SettingError(f"{where} {ca_file}: not a PEM CA bundle ({detail})") from None
     url, where = given("--vcenter-url")
     if url:
         from urllib.parse import urlsplit
@@ -293,8 +294,7 @@ def certify_refusal(config: pytest.Config) -> str | None:
         for arg in config.args:
             whole = (arg == CHECKS_PACKAGE and config.option.pyargs) or Path(arg).resolve() == CHECKS_DIR
             if not whole:
-                return f"--certify runs every check of the catalogue: {arg!r} would select (name no test " \
-                       "path or node id, or run without --certify)"
+                return refuse_selection(repr(arg))
     return None
 
 

@@ -47,7 +47,7 @@ def format_stack(frame: FrameType | None, limit: int = 25) -> str:
     """A frame's stack, innermost last, without pytest's and pluggy's frames."""
     if frame is None:
         return "  (no Python frame)\n"
-    entries = traceback.extract_stack(frame)
+    entries = list(traceback.extract_stack(frame))
     plumbing = [i for i, e in enumerate(entries) if any(p in e.filename for p in _PLUMBING)]
     if plumbing and plumbing[-1] < len(entries) - 1:  # the check's frames: those below pytest's last one
         entries = entries[plumbing[-1] + 1:]
