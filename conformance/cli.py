@@ -40,11 +40,24 @@ def _settings(args: argparse.Namespace, extra: list[str]) -> Any:
     return get
 
 
+#: Options whose next argument is their value (not a test path): pytest's and xdist's common ones.
+_TAKES_VALUE = ("-n", "-p", "-o", "-c", "-W", "-k", "-m", "--maxfail", "--deselect", "--ignore", "--ignore-glob",
+                "--tb", "--junitxml", "--junit-xml", "--rootdir", "--confcutdir", "--basetemp", "--dist",
+                "--log-level", "--durations", "--override-ini", "--maxprocesses", "--max-worker-restart")
+
+
 def _selection(args: argparse.Namespace, extra: list[str]) -> str | None:
     """The first selecting or early-stopping argument, as spelt (pytest knows no --lf here: no cache)."""
+    from conformance import plugin
+
     if args.requirement:
         return "--requirement"
+    takes_value = {*_TAKES_VALUE, *(o.flag for o in plugin.OPTIONS if not o.flag_only)}
+    value_next = False
     for token in extra:
+        if value_next:
+            value_next = False
+            continue
         name = token.split("=", 1)[0]
         if name in _SELECTING:
             return name
@@ -52,8 +65,10 @@ def _selection(args: argparse.Namespace, extra: list[str]) -> str | None:
             return token[:2]
         if token.startswith("-") and not token.startswith("--") and "x" in token[1:] and token[1:].isalpha():
             return "-x"  # -x within a cluster of short switches (-qx)
-        if not token.startswith("-") and ("::" in token or token.endswith(".py") or "/" in token):
-            return repr(token)  # a test path or node id (the plugin also refuses what this guess misses)
+        if token in takes_value:
+            value_next = True
+        elif not token.startswith("-") and ("::" in token or token.endswith(".py")):
+            return repr(token)  # a test file or node id (the plugin refuses what this guess misses)
     return None
 
 

@@ -375,8 +375,8 @@ def _start_container(image: str, state: Path, env: dict[str, str], listen: str, 
         try:
             c = container.get_wrapped_container()
             c.reload()
-        except docker.errors.NotFound:
-            return f"fake vCenter container {cid[:12]} is gone"
+        except docker.errors.NotFound:  # auto-removed once it exited: its exit code went with it
+            return f"fake vCenter container {cid[:12]} exited (and was removed)"
         except docker.errors.APIError:
             return None  # the engine's trouble, not the simulator's
         st = c.attrs.get("State", {})
