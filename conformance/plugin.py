@@ -201,8 +201,8 @@ def check_settings(get: Lookup, *, requirements: list[str] | None = None, enviro
             value, where = get(o)
             if value is not None and where is not None and where != o.flag and \
                     value.strip().lower() not in TRUE_WORDS + FALSE_WORDS:
-                raise SettingError(f"{_named(where, value)}: expected one of {', '.join(TRUE_WORDS)} (on) or "
-                                   f"{', '.join(FALSE_WORDS)} (off)")
+                raise SettingError(f"{_named(where, value)}: expected on ({', '.join(TRUE_WORDS)}) or off "
+                                   f"({', '.join(FALSE_WORDS)})")
     number("--vcsim-timeout")
     number("--check-timeout")
     number("--seed", integer=True)
@@ -621,6 +621,8 @@ class _Session:
             return self.fatal
         if self.crashed is not None or session.exitstatus == pytest.ExitCode.INTERNAL_ERROR:
             return RunEnd("crash", f"the suite crashed: {self.crashed or 'internal error'}")
+        if session.exitstatus == pytest.ExitCode.USAGE_ERROR:  # pytest refused something during collection
+            return RunEnd("usage", "did not start: pytest refused the arguments (see its output)")
         if self.collect_errors:
             return RunEnd("crash", f"the suite could not collect its checks: {self.collect_errors[0]}")
         if self.interrupted is not None or session.exitstatus == pytest.ExitCode.INTERRUPTED:

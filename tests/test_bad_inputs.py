@@ -47,7 +47,7 @@ BAD_INPUTS: list[tuple[str, list[str], dict[str, str], str]] = [
      "vcconform: driver 'tests.exits_on_import:Driver': importing 'tests.exits_on_import' called sys.exit(3); "
      "a driver module must not exit when imported"),
     ("VCCONFORM_CERTIFY=enabled", [], {"VCCONFORM_CERTIFY": "enabled"},
-     "vcconform: VCCONFORM_CERTIFY='enabled': expected one of 1, true, yes, on (on) or 0, false, no, off (off)"),
+     "vcconform: VCCONFORM_CERTIFY='enabled': expected on (1, true, yes, on) or off (0, false, no, off)"),
     ("--vcsim-backend vm", ["--vcsim-backend", "vm"], {},
      "vcconform: --vcsim-backend 'vm': expected one of process, container"),
     ("--topology missing", ["--topology", "{tmp}/absent.yaml"], {},
@@ -85,8 +85,7 @@ BAD_INPUTS: list[tuple[str, list[str], dict[str, str], str]] = [
     # The same refusals from the plugin, for plain pytest (pytest prefixes its usage errors with "ERROR: ").
     ("pytest --seed abc", ["pytest", "--seed", "abc"], {}, "ERROR: vcconform: --seed 'abc': expected an integer"),
     ("pytest VCCONFORM_CERTIFY=enabled", ["pytest"], {"VCCONFORM_CERTIFY": "enabled"},
-     "ERROR: vcconform: VCCONFORM_CERTIFY='enabled': expected one of 1, true, yes, on (on) or 0, false, no, off "
-     "(off)"),
+     "ERROR: vcconform: VCCONFORM_CERTIFY='enabled': expected on (1, true, yes, on) or off (0, false, no, off)"),
     ("pytest --certify --lf", ["pytest", "--certify", "--lf"], {},
      "ERROR: vcconform: " + SELECT.format("--lf would leave checks out")),
     ("pytest --certify with a node id", ["pytest", "--certify", "{checks}/test_nodes.py::test_one_node"], {},
