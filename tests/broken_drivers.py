@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 from conformance.contract import AuthenticationFailed, DriverConfig, Instance
@@ -54,6 +55,19 @@ def _simulator_pid(config: DriverConfig) -> int:
     return int(json.loads((state / "ready.json").read_text())["pid"])
 
 
+def _wait_for_state(pid: int, state: str, timeout: float = 5.0) -> None:
+    """Until the process is in ``state`` (Z: dead, or gone already)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == state:
+                    return
+        except OSError:
+            return  # gone (reaped)
+        time.sleep(0.01)
+
+
 class RaisesInConstructor(ReferenceDriver):
     def __init__(self, config: DriverConfig) -> None:
         raise RuntimeError("license server unreachable")
@@ -83,6 +97,7 @@ class _HurtsTheSimulator(ReferenceDriver):
             pid = _simulator_pid(self.config)
             _note(PIDS_ENV, str(pid))
             os.kill(pid, self.hurt)
+            _wait_for_state(pid, "T" if self.hurt == signal.SIGSTOP else "Z")  # a signal lands a moment later
         return super().get_available_nodes(refresh)
 
 

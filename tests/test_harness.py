@@ -41,12 +41,14 @@ def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-unt
     return False
 
 
-def container_ids() -> set[str]:
+def container_ids(state_dir: Path | None = None) -> set[str]:
+    """Containers on the engine (other tests, other checkouts share it): those mounting ``state_dir`` if given."""
     import docker
 
     client = docker.from_env()
     try:
-        return {c.id for c in client.containers.list(all=True)}
+        return {c.id for c in client.containers.list(all=True)
+                if state_dir is None or str(state_dir) in json.dumps(c.attrs.get("Mounts", []))}
     finally:
         client.close()
 
@@ -67,7 +69,7 @@ def test_ready_endpoint_and_clean_stop(standard: Path, backend: str) -> None:
         oracle = Oracle(endpoint.host, endpoint.port, endpoint.username, endpoint.password, str(endpoint.ca_file))
         assert oracle.vcenter_uuid == endpoint.instance_uuid
         oracle.close()
-        started = container_ids() - before if backend == "container" else set()
+        started = container_ids(endpoint.state_dir) - before if backend == "container" else set()
         assert pid_alive(info["pid"])
     finally:
         endpoint.stop()
@@ -233,9 +235,9 @@ def test_liveness_says_what_became_of_the_simulator(standard: Path, backend: str
         if backend == "container":
             pid = _container(endpoint).attrs["State"]["Pid"]  # as the host sees it
         assert endpoint.status() is None and endpoint.probe() is None
-        os.kill(pid, signal.SIGSTOP)
+        os.kill(pid, signal.SIGSTOP)  # delivered asynchronously: the state follows a moment later
         try:
-            assert "stopped (SIGSTOP: process state T)" in str(endpoint.status())
+            assert wait_until(lambda: "stopped (SIGSTOP: process state T)" in str(endpoint.status()), 5)
         finally:
             os.kill(pid, signal.SIGCONT)
         assert wait_until(lambda: endpoint.status() is None, 5)
