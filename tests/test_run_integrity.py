@@ -185,16 +185,21 @@ def test_an_interrupted_run_says_incomplete_and_stops_the_simulator(tmp_path: Pa
     started = time.monotonic()
     proc, report_dir = start(tmp_path, "--driver", BROKEN + "HangsInRefresh", "--requirement", "NODE-01",
                              env={HANGING_ENV: str(hanging), "TMPDIR": str(tmp_path)})
-    deadline = time.monotonic() + 60
-    while not hanging.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert (report_dir / "report.json").exists()
-    marker = json.loads((report_dir / "report.json").read_text())  # while it runs: a marker, not a verdict
-    assert marker["verdict"] == "INCOMPLETE" and "under way" in marker["reasons"][0]
-    state = next(tmp_path.glob("vcconform-*"))  # the simulator's state dir (TMPDIR)
-    simulator = json.loads((state / "ready.json").read_text())["pid"]
-    proc.send_signal(sig)
-    run = finish(proc, report_dir, started, 60)
+    try:
+        deadline = time.monotonic() + 60
+        while not hanging.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hanging.exists(), "the check never started"
+        marker = json.loads((report_dir / "report.json").read_text())  # while it runs: a marker, not a verdict
+        assert marker["verdict"] == "INCOMPLETE" and "under way" in marker["reasons"][0]
+        state = next(tmp_path.glob("vcconform-*"))  # the simulator's state dir (TMPDIR)
+        simulator = json.loads((state / "ready.json").read_text())["pid"]
+        proc.send_signal(sig)
+        run = finish(proc, report_dir, started, 60)
+    finally:
+        if proc.poll() is None:  # a failed assertion above: the run this test started must not outlive it
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
     report = run.report
     assert report["verdict"] == "INCOMPLETE" and report["reasons"][0] == reason
     assert run.code == report["exit_code"] == 2
