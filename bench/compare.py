@@ -13,8 +13,9 @@ instanceUuid, so both must report identical figures, or the run stops):
   the working tree by ``get_available_nodes()``, which applies vCenter's changes.
 
 Calls and response bytes are counted on the client (driver_under_test.callcount: what pyvmomi sent and read),
-which works for any revision; wall time and the client's CPU time are medians. Writes
-bench/results/compare.json and prints the before/after table.
+which works for any revision; wall time and the client's CPU time are medians. The earlier revision's fake
+vCenter is started by that revision's own harness. Writes bench/results/compare.json and prints the
+before/after table; the committed results compare against 5da2b78 (main before issue 11).
 
 Run: .venv/bin/python bench/compare.py [--before main] [--sizes 1,10,100,1000,1000x8] [--runs 5].
 Needs git and the Go toolchain (to build the earlier fake vCenter). Numbers belong here, never in tests.
@@ -52,8 +53,20 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "results" / "compare.json"
 
 
-def build_revision(rev: str, where: Path) -> tuple[Path, type[ComputeDriver], str]:
-    """The revision's fake vCenter binary and reference driver class, from a `git archive` of it."""
+def load(where: Path, relative: str, name: str) -> Any:
+    """A module of the exported revision, under its own name beside the working tree's."""
+    spec = importlib.util.spec_from_file_location(name, where / relative)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_revision(rev: str, where: Path) -> tuple[Callable[..., Endpoint], type[ComputeDriver], str]:
+    """How to start the revision's fake vCenter (its binary, started by its own harness: the arguments and
+    the way the password goes change between revisions) and its reference driver class, from a `git archive`
+    of it."""
     commit = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, check=True, capture_output=True,
                             text=True).stdout.strip()
     archive = subprocess.run(["git", "archive", rev], cwd=REPO, check=True, capture_output=True).stdout
@@ -61,12 +74,9 @@ def build_revision(rev: str, where: Path) -> tuple[Path, type[ComputeDriver], st
     binary = where / "fakevc"
     subprocess.run(["go", "build", "-trimpath", "-o", str(binary), "."], cwd=where / "containers" / "fakevc",
                    check=True, env={**os.environ, "CGO_ENABLED": "0"})
-    spec = importlib.util.spec_from_file_location(f"reference_{commit}", where / "driver_under_test" / "reference.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return binary, module.ReferenceDriver, commit
+    harness = load(where, "conformance/harness.py", f"harness_{commit}")
+    driver = load(where, "driver_under_test/reference.py", f"reference_{commit}")
+    return functools.partial(harness.start_simulator, binary=binary, timeout=300), driver.ReferenceDriver, commit
 
 
 def figures(driver: ComputeDriver, refresh: bool) -> Figures:
@@ -91,15 +101,15 @@ def summary(samples: list[dict[str, float]]) -> dict[str, Any]:
             "cpu_ms": round(statistics.median(s["cpu_ms"] for s in samples), 1), "runs": len(samples)}
 
 
-def run_size(size: str, runs: int, before: tuple[Path, type[ComputeDriver]]) -> dict[str, Any]:
+def run_size(size: str, runs: int, before: tuple[Callable[..., Endpoint], type[ComputeDriver]]) -> dict[str, Any]:
     topo = load_topology(SCALE) if size == "1000x8" else topology(int(size))
     paths = topo.cluster_paths()
     runs = min(runs, 3) if len(paths) >= 1000 else runs
     endpoints: dict[str, Endpoint] = {}
     drivers: dict[str, Any] = {}
     try:
-        for name, binary in (("before", before[0]), ("after", None)):
-            endpoints[name] = start_simulator(topo, binary=binary, timeout=300)
+        for name, start in (("before", before[0]), ("after", functools.partial(start_simulator, timeout=300))):
+            endpoints[name] = start(topo)
         for name, cls in (("before", before[1]), ("after", ReferenceDriver)):
             e = endpoints[name]
             drivers[name] = cls(DriverConfig(url=e.url, username=e.username, password=e.password,
@@ -169,12 +179,12 @@ def main() -> int:
     where = Path(tempfile.mkdtemp(prefix="vcconform-compare-"))
     try:
         try:
-            binary, cls, commit = build_revision(args.before, where)
+            start, cls, commit = build_revision(args.before, where)
         except subprocess.CalledProcessError as e:
             raise SystemExit(f"cannot build revision {args.before!r}: {' '.join(map(str, e.cmd))} failed") from None
         rows = []
         for size in sizes:
-            rows.append(run_size(size, args.runs, (binary, cls)))
+            rows.append(run_size(size, args.runs, (start, cls)))
             r = rows[-1]
             print(f"{size:>7}: full {r['ratio']['full']} | follow {r['ratio']['follow']}", flush=True)
     finally:
