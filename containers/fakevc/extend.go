@@ -80,6 +80,9 @@ func (e *extensions) handle(ctx *simulator.Context, m *simulator.Method) (mo.Ref
 		ctx.Context = context.Background()
 	}
 	ctx.Context = context.WithValue(ctx.Context, methodKey{}, m.Name)
+	if f := anonymousFault(ctx, m); f != nil {
+		return nil, f
+	}
 	if ctx.Session != nil {
 		e.trackCollector(ctx, m)
 	}

@@ -128,7 +128,9 @@ func run(o options) error {
 	srv := &http.Server{
 		Handler:           fv,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: headerTimeout, // the body's own deadline is set per request (frontdoor.go)
+		MaxHeaderBytes:    maxHeaderBytes,
+		IdleTimeout:       idleTimeout,
 		ErrorLog:          log.New(io.Discard, "", 0), // clients that hang up mid-call are no news
 	}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
