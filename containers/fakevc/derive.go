@@ -61,6 +61,7 @@ type deriver struct {
 	lists map[types.ManagedObjectReference][][]types.ManagedObjectReference
 
 	dirty    atomic.Bool
+	running  atomic.Bool // a sync is publishing (its dirty flag is already cleared)
 	kick     chan struct{}
 	stop     chan struct{}
 	stopped  sync.WaitGroup
@@ -104,8 +105,12 @@ func (d *deriver) touch(ctx *simulator.Context) {
 	}
 }
 
+// syncIfDirty brings the figures up to date: it syncs when something
+// changed, and waits for a sync that is still publishing (a background sync
+// clears the dirty flag when it starts, so a reader that only checked the
+// flag could read half-published figures).
 func (d *deriver) syncIfDirty() {
-	if d.dirty.Load() {
+	if d.dirty.Load() || d.running.Load() {
 		d.sync()
 	}
 }
@@ -118,6 +123,8 @@ func (d *deriver) sync() {
 	if !d.dirty.Swap(false) {
 		return
 	}
+	d.running.Store(true)
+	defer d.running.Store(false)
 	// The inventory changes under a sync (objects leave mid-way): a bug here
 	// must not take the whole fake vCenter down with it.
 	defer func() {

@@ -84,6 +84,9 @@ func (e *extensions) handle(ctx *simulator.Context, m *simulator.Method) (mo.Ref
 		return nil, f
 	}
 	if ctx.Session != nil {
+		if m.This.Type == "PropertyCollector" {
+			e.wrapCollector(ctx, m.This)
+		}
 		e.trackCollector(ctx, m)
 	}
 	obj := ctx.Map.Get(m.This)
@@ -130,7 +133,7 @@ func (e *extensions) trackCollector(ctx *simulator.Context, m *simulator.Method)
 	default:
 		return
 	}
-	pc, ok := ctx.Session.Get(m.This).(*simulator.PropertyCollector)
+	pc, ok := asCollector(ctx.Session.Get(m.This))
 	if !ok {
 		return
 	}
@@ -138,6 +141,8 @@ func (e *extensions) trackCollector(ctx *simulator.Context, m *simulator.Method)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if m.Name == "DestroyPropertyCollector" {
+		key := ctx.Session.Key
+		e.w.pager.drop(func(r *pendingResult) bool { return r.session != key || r.collector != m.This })
 		delete(e.collectors, pc)
 		if singleton {
 			e.registered = nil // vcsim unregisters whichever instance held the moref

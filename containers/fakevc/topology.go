@@ -17,6 +17,9 @@ type Topology struct {
 	Name        string       `json:"name"`
 	Source      string       `json:"source"`
 	Datacenters []Datacenter `json:"datacenters"`
+	// PageSize is the most objects one RetrievePropertiesEx answer holds
+	// (0: vCenter's 100); the control API can change it.
+	PageSize int `json:"page_size"`
 }
 
 // Datacenter holds clusters, standalone hosts and datastores. Folder is the
@@ -75,6 +78,9 @@ func loadTopology(path string) (*Topology, error) {
 }
 
 func (t *Topology) check() error {
+	if t.PageSize < 0 {
+		return fmt.Errorf("page_size %d: expected a whole number >= 1", t.PageSize)
+	}
 	hosts := map[string]bool{}
 	for _, dc := range t.Datacenters {
 		if dc.Name == "" {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ type world struct {
 	inv     *inventory
 	d       *deriver
 	ext     *extensions
+	pager   *pager
 	handler http.Handler
 	dsRoot  string
 	built   time.Duration
@@ -54,11 +56,18 @@ func newWorld(topo *Topology, user *url.Userinfo) (*world, error) {
 		_ = os.RemoveAll(dsRoot)
 		return nil, err
 	}
-	w := &world{topo: topo, model: m, reg: m.Map(), dsRoot: dsRoot, activity: map[string]*activity{}}
+	w := &world{topo: topo, model: m, reg: m.Map(), dsRoot: dsRoot, activity: map[string]*activity{},
+		pager: newPager(topo.PageSize)}
 	w.d = newDeriver(w.reg, nil)
 	w.ext = newExtensions(w)
 	w.d.notify = w.ext.notifyAll
-	w.d.after = func() { w.ext.prune(w.sessions()) }
+	w.d.after = func() {
+		live := w.sessions()
+		w.ext.prune(live)
+		w.pager.drop(func(r *pendingResult) bool {
+			return slices.ContainsFunc(live, func(s types.UserSession) bool { return s.Key == r.session })
+		})
+	}
 	w.reg.AddHandler(&fidelity{ext: w.ext, d: w.d})
 	w.reg.Handler = w.ext.handle
 	inv, err := build(m, topo, dsRoot)
