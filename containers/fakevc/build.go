@@ -27,6 +27,16 @@ const mib = int64(1024 * 1024)
 // datastore to 1 TB per mounting host), from which usage is derived.
 type inventory struct {
 	datastores map[types.ManagedObjectReference]Datastore
+	overheads  map[types.ManagedObjectReference]overhead // of the topology's hosts
+}
+
+// hostOverhead is a host's hypervisor share: the topology's, or the default
+// for a host added since.
+func (inv *inventory) hostOverhead(ref types.ManagedObjectReference, hw *types.HostHardwareSummary) overhead {
+	if o, ok := inv.overheads[ref]; ok {
+		return o
+	}
+	return defaultOverhead(int32(hw.NumCpuCores), hw.CpuMhz, hw.MemorySize/mib)
 }
 
 // builder creates objects the way vcsim wires them (same fields, same
@@ -55,7 +65,8 @@ func build(m *simulator.Model, t *Topology, dsRoot string) (*inventory, error) {
 		ctx: m.Service.Context, reg: m.Map(), dsRoot: dsRoot, tmpl: tmpl,
 		// A fixed boot time keeps two builds of one topology identical.
 		boot: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC),
-		inv:  &inventory{datastores: map[types.ManagedObjectReference]Datastore{}},
+		inv: &inventory{datastores: map[types.ManagedObjectReference]Datastore{},
+			overheads: map[types.ManagedObjectReference]overhead{}},
 	}
 	root := b.reg.Get(m.ServiceContent.RootFolder).(*simulator.Folder)
 	for _, dc := range t.Datacenters {
@@ -92,6 +103,7 @@ func (b *builder) datacenter(root *simulator.Folder, spec Datacenter) error {
 		for _, hs := range cs.Hosts {
 			h := b.newHost(hs, cl.Network[:1])
 			b.reg.PutEntity(cl, b.reg.NewEntity(h))
+			b.inv.overheads[h.Self] = overhead{hs.OverheadCPUMhz, hs.OverheadMemoryMB}
 			h.Summary.Host = &h.Self
 			h.Config.Host = h.Self
 			cl.Host = append(cl.Host, h.Self)
@@ -193,6 +205,7 @@ func (b *builder) newHost(spec Host, network []types.ManagedObjectReference) *si
 func (b *builder) standalone(folder *simulator.Folder, spec Host, network []types.ManagedObjectReference) *simulator.HostSystem {
 	h := b.newHost(spec, network)
 	b.reg.NewEntity(h)
+	b.inv.overheads[h.Self] = overhead{spec.OverheadCPUMhz, spec.OverheadMemoryMB}
 	cr := newStandaloneResource(b.ctx, folder, h)
 	b.reg.PutEntity(cr, h)
 	h.Summary.Host = &h.Self
