@@ -264,8 +264,9 @@ class _Parser:
             if not hw["cpu_sockets"] <= hw["cpu_cores"] <= hw["cpu_threads"]:
                 raise self.fail(f"{where}.cpu_threads", "cpu_sockets <= cpu_cores <= cpu_threads",
                                 (hw["cpu_sockets"], hw["cpu_cores"], hw["cpu_threads"]))
-            if hw.get("overhead_cpu_mhz", 0) >= hw["cpu_cores"] * hw["cpu_mhz"]:
-                raise self.fail(f"{where}.overhead_cpu_mhz", f"less than the host's {hw['cpu_cores'] * hw['cpu_mhz']} MHz",
+            capacity = hw["cpu_cores"] * hw["cpu_mhz"]
+            if hw.get("overhead_cpu_mhz", 0) >= capacity:
+                raise self.fail(f"{where}.overhead_cpu_mhz", f"less than the host's {capacity} MHz",
                                 hw["overhead_cpu_mhz"])
             if hw.get("overhead_memory_mb", 0) >= hw["memory_mb"]:
                 raise self.fail(f"{where}.overhead_memory_mb", f"less than the host's {hw['memory_mb']} MiB",
