@@ -169,8 +169,12 @@ class _Parser:
         return value
 
     def name(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or not value.strip() or "/" in value:
-            raise self.fail(where, "a non-empty name without '/'", value)
+        # vCenter's entity names: non-empty, at most 80 characters; it escapes '/', '\' and '%' (%2f, %5c, %25),
+        # so a topology that used them would not name the object it creates.
+        if (not isinstance(value, str) or not value.strip() or len(value) > 80
+                or any(ch in value for ch in "/\\%") or not value.isprintable()):
+            raise self.fail(where, "a non-empty name of at most 80 printable characters without '/', '\\' or '%'",
+                            value)
         return value
 
     def folder(self, value: Any, where: str) -> tuple[str, ...]:

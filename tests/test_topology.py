@@ -195,6 +195,8 @@ def test_page_size_and_overheads_have_defaults_and_overrides(tmp_path: Path) -> 
     (("memory_gb: 8}", "memory_gb: 8, overhead_memory_mb: 8192}"), "overhead_memory_mb", "less than the host's"),
     (("cpu_mhz: 2000", "cpu_mhz: 2000, overhead_cpu_mhz: 4000"), "overhead_cpu_mhz", "less than the host's"),
     (("{profile: p, count: 2}", "{profile: p, count: 2, overhead_cpu_mhz: -1}"), "overhead_cpu_mhz", ">= 0"),
+    (("name: DC0", "name: DC%0"), "datacenters[0].name", "without '/'"),  # vCenter would escape it
+    (("name: DC0", "name: " + "D" * 81), "datacenters[0].name", "at most 80"),
 ])
 def test_page_size_and_overhead_mistakes(tmp_path: Path, change: tuple[str, str], field: str, expected: str) -> None:
     with pytest.raises(TopologyError, match=r"^[^\n]*$") as err:

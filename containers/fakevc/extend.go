@@ -66,6 +66,12 @@ func (e *extensions) wrap(obj mo.Reference) extension {
 		return &virtualMachine{o, e.w}
 	case *mo.ComputeResource:
 		return &computeResource{o, e.w}
+	case *simulator.Datacenter:
+		return &datacenter{o, e.w}
+	case *simulator.ResourcePool:
+		return &resourcePool{o, e.w}
+	case *simulator.Datastore:
+		return &datastore{o, e.w}
 	}
 	return nil
 }
@@ -81,6 +87,9 @@ func (e *extensions) handle(ctx *simulator.Context, m *simulator.Method) (mo.Ref
 	}
 	ctx.Context = context.WithValue(ctx.Context, methodKey{}, m.Name)
 	if f := anonymousFault(ctx, m); f != nil {
+		return nil, f
+	}
+	if f := checkNames(ctx, m); f != nil {
 		return nil, f
 	}
 	if ctx.Session != nil {

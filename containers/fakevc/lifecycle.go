@@ -30,7 +30,7 @@ type cluster struct {
 }
 
 func (*cluster) adds() []string {
-	return []string{"Destroy_Task", "MoveInto_Task", "MoveHostInto_Task"}
+	return []string{"Destroy_Task", "MoveInto_Task", "MoveHostInto_Task", "Rename_Task"}
 }
 
 // DestroyTask removes the cluster with its hosts and resource pools, as

@@ -28,7 +28,7 @@ type folder struct {
 }
 
 func (*folder) adds() []string {
-	return []string{"CreateVM_Task", "RegisterVM_Task", "MoveIntoFolder_Task"}
+	return []string{"CreateVM_Task", "RegisterVM_Task", "MoveIntoFolder_Task", "Rename_Task"}
 }
 
 // failedTask is a task that fails with fault, as vCenter reports a
@@ -54,6 +54,12 @@ func (f *folder) CreateVMTask(ctx *simulator.Context, req *types.CreateVM_Task) 
 		fault = withMessage(&types.InvalidVmConfig{Property: "configSpec.name"}, "the VM has no name")
 	case vmPath == "":
 		fault = withMessage(&types.InvalidVmConfig{Property: "configSpec.files.vmPathName"}, "the VM has no vmPathName")
+	}
+	if fault == nil {
+		if other := findByName(ctx, req.Config.Name, f.ChildEntity); other != nil {
+			fault = withMessage(&types.DuplicateName{Name: req.Config.Name, Object: other.Reference()},
+				"the name %q is already in use in this folder", req.Config.Name)
+		}
 	}
 	var host types.ManagedObjectReference
 	if fault == nil {
@@ -377,7 +383,7 @@ type virtualMachine struct {
 	w *world
 }
 
-func (*virtualMachine) adds() []string { return []string{"PowerOnVM_Task"} }
+func (*virtualMachine) adds() []string { return []string{"PowerOnVM_Task", "Rename_Task"} }
 
 func (v *virtualMachine) PowerOnVMTask(ctx *simulator.Context, req *types.PowerOnVM_Task) soap.HasFault {
 	if v.Runtime.Host != nil {
