@@ -86,6 +86,9 @@ func (e *extensions) handle(ctx *simulator.Context, m *simulator.Method) (mo.Ref
 		ctx.Context = context.Background()
 	}
 	ctx.Context = context.WithValue(ctx.Context, methodKey{}, m.Name)
+	if f := malformedRequest(m); f != nil {
+		return nil, f
+	}
 	if f := anonymousFault(ctx, m); f != nil {
 		return nil, f
 	}

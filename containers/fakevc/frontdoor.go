@@ -165,3 +165,50 @@ func anonymousFault(ctx *simulator.Context, m *simulator.Method) types.BaseMetho
 	}
 	return nil
 }
+
+// malformedRequest refuses a request that holds a list element of a type
+// the server does not know (an unknown xsi:type decodes to nil): vcsim
+// dereferences such elements, for instance in a PropertyCollector
+// selectSet, while it holds an object's lock, which stays held for ever.
+// vCenter answers InvalidType.
+func malformedRequest(m *simulator.Method) types.BaseMethodFault {
+	if where := nilElement(reflect.ValueOf(m.Body), m.Name, 0); where != "" {
+		return &types.InvalidType{InvalidRequest: types.InvalidRequest{}, Argument: where}
+	}
+	return nil
+}
+
+// nilElement is the path of the first nil element of a list within v, or "".
+func nilElement(v reflect.Value, path string, depth int) string {
+	if depth > 64 {
+		return path // deeper than any vSphere type: refuse rather than recurse
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return ""
+		}
+		return nilElement(v.Elem(), path, depth+1)
+	case reflect.Struct:
+		t := v.Type()
+		for i := range v.NumField() {
+			if !t.Field(i).IsExported() {
+				continue
+			}
+			if where := nilElement(v.Field(i), path+"."+t.Field(i).Name, depth+1); where != "" {
+				return where
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			e := v.Index(i)
+			if (e.Kind() == reflect.Interface || e.Kind() == reflect.Pointer) && e.IsNil() {
+				return fmt.Sprintf("%s[%d]", path, i)
+			}
+			if where := nilElement(e, fmt.Sprintf("%s[%d]", path, i), depth+1); where != "" {
+				return where
+			}
+		}
+	}
+	return ""
+}
