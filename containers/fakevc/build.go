@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -189,6 +190,18 @@ func (b *builder) newHost(spec Host, network []types.ManagedObjectReference) *si
 		ref := b.reg.Put(m.obj).Reference()
 		*m.ref = &ref
 	}
+	unsetMissingManagers(b.reg, &h.ConfigManager)
+	// The template's datastoreBrowser is "ha-host-datastorebrowser", which no
+	// object serves: each host gets its own, over the datastores it mounts.
+	h.DatastoreBrowser = b.reg.Put(&simulator.HostDatastoreBrowser{}).Reference()
+	// The template's vSAN config names the template host ("ha-host"), and its
+	// cache configuration a datastore that does not exist.
+	if v := cfg.VsanHostConfig; v != nil {
+		vsan := *v
+		vsan.HostSystem = &h.Self
+		cfg.VsanHostConfig = &vsan
+	}
+	cfg.CacheConfigurationInfo = nil
 
 	h.Summary.Config.Name = spec.Name
 	h.Name = spec.Name
@@ -277,8 +290,9 @@ func (b *builder) datastore(dc *simulator.Datacenter, spec Datastore, hosts map[
 			RemoteHost:           "nfs.vcconform.invalid", RemotePath: "/export/" + spec.Name,
 		}}
 	case "vsan":
-		ds.Info = &types.VsanDatastoreInfo{DatastoreInfo: info,
-			MembershipUuid: uuid.NewSHA1(uuid.NameSpaceOID, []byte(dc.Name+"/"+spec.Name)).String()}
+		// No membershipUuid: it is newer than the API version fakevc
+		// announces (6.5), and pyvmomi cannot read an info that has it.
+		ds.Info = &types.VsanDatastoreInfo{DatastoreInfo: info}
 	default:
 		ds.Info = &types.VmfsDatastoreInfo{DatastoreInfo: info, Vmfs: &types.HostVmfsVolume{
 			HostFileSystemVolume: types.HostFileSystemVolume{Type: "VMFS", Name: spec.Name},
@@ -310,6 +324,9 @@ func (b *builder) datastore(dc *simulator.Datacenter, spec Datastore, hosts map[
 		}})
 		dss := b.reg.Get(*h.ConfigManager.DatastoreSystem).(*simulator.HostDatastoreSystem)
 		dss.Datastore = append(dss.Datastore, ds.Self)
+		if br, ok := b.reg.Get(h.DatastoreBrowser).(*simulator.HostDatastoreBrowser); ok {
+			br.Datastore = append(br.Datastore, ds.Self)
+		}
 		h.Datastore = dss.Datastore
 		cr := parentOf(b.reg, h)
 		if !slices.Contains(cr.Datastore, ds.Self) {
@@ -443,4 +460,19 @@ func typeName(v any) string {
 		s = s[i+1:]
 	}
 	return s
+}
+
+// unsetMissingManagers clears the host managers of vcsim's ESX template that
+// no object serves (cpuSchedulerSystem, ha-snmp-agent, ...): a reference
+// that leads nowhere is worse than none (a client gets
+// ManagedObjectNotFound). vCenter has them all; fakevc serves the ones
+// above.
+func unsetMissingManagers(reg *simulator.Registry, cm *types.HostConfigManager) {
+	v := reflect.ValueOf(cm).Elem()
+	for i := range v.NumField() {
+		f := v.Field(i)
+		if ref, ok := f.Interface().(*types.ManagedObjectReference); ok && ref != nil && reg.Get(*ref) == nil {
+			f.Set(reflect.Zero(f.Type()))
+		}
+	}
 }

@@ -532,6 +532,9 @@ func removeHost(ctx *simulator.Context, ref types.ManagedObjectReference) {
 			ctx.Map.Remove(ctx, *mgr)
 		}
 	}
+	if _, ok := ctx.Map.Get(h.DatastoreBrowser).(*simulator.HostDatastoreBrowser); ok {
+		ctx.Map.Remove(ctx, h.DatastoreBrowser)
+	}
 	ctx.Map.Remove(ctx, ref)
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -55,6 +56,13 @@ func newWorld(topo *Topology, user *url.Userinfo) (*world, error) {
 	if err := m.Create(); err != nil {
 		_ = os.RemoveAll(dsRoot)
 		return nil, err
+	}
+	// vcsim registers the ServiceContent's snmpSystem with an empty
+	// limits.capability, which pyvmomi cannot parse.
+	if ref := m.ServiceContent.SnmpSystem; ref != nil {
+		if snmp, ok := m.Map().Get(*ref).(*mo.HostSnmpSystem); ok {
+			snmp.Limits.Capability = types.HostSnmpAgentCapabilityCOMPLETE
+		}
 	}
 	w := &world{topo: topo, model: m, reg: m.Map(), dsRoot: dsRoot, activity: map[string]*activity{},
 		pager: newPager(topo.PageSize)}
