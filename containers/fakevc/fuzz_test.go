@@ -98,6 +98,8 @@ func soapSeeds(t testing.TB, fv *fakevc) [][]string {
 				Options: &types.WaitOptions{MaxWaitSeconds: types.NewInt32(0)}}})},
 		{envelope(&methods.LogoutBody{Req: &types.Logout{This: *sc.SessionManager}}),
 			envelope(&methods.LoginBody{Req: &types.Login{This: *sc.SessionManager, UserName: "user", Password: "x"}})},
+		{envelope(&methods.Destroy_TaskBody{Req: &types.Destroy_Task{This: dc.VmFolder}}),
+			envelope(&methods.Destroy_TaskBody{Req: &types.Destroy_Task{This: sc.RootFolder}})},
 		{`<?xml version="1.0"?><Envelope><Body><Nothing/></Body></Envelope>`},
 	}
 }

@@ -28,7 +28,7 @@ type folder struct {
 }
 
 func (*folder) adds() []string {
-	return []string{"CreateVM_Task", "RegisterVM_Task", "MoveIntoFolder_Task", "Rename_Task"}
+	return []string{"CreateVM_Task", "RegisterVM_Task", "MoveIntoFolder_Task", "Rename_Task", "Destroy_Task"}
 }
 
 // failedTask is a task that fails with fault, as vCenter reports a
