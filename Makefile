@@ -12,6 +12,8 @@ IMAGE_REPO  := vcconform/fakevc
 # The image is tagged by content: <govmomi>-<first 12 hex of the binary's sha256>, so checkouts never share a
 # mutable tag; conformance.harness.default_image() computes the same name.
 IMAGE        = $(IMAGE_REPO):$(GOVMOMI)-$(shell sha256sum $(FAKEVC) 2>/dev/null | cut -c1-12)
+# Images carry the checkout they were built from, so `make image` can prune this checkout's older ones.
+CHECKOUT    := $(shell printf %s '$(CURDIR)' | sha256sum | cut -c1-12)
 DRIVER      ?= driver_under_test.reference:ReferenceDriver
 BACKEND     ?= process
 TOPOLOGY    ?= fixtures/topologies/standard.yaml
@@ -47,7 +49,12 @@ image: $(FAKEVC)
 	rm -rf .cache/image && mkdir -p .cache/image/tmp && chmod 1777 .cache/image/tmp
 	cp $(FAKEVC) .cache/image/fakevc
 	tar -C .cache/image --numeric-owner --owner=0 --group=0 -cf .cache/image/rootfs.tar tmp
-	DOCKER_BUILDKIT=0 docker build --quiet -f containers/Dockerfile -t $(IMAGE) .cache/image
+	DOCKER_BUILDKIT=0 docker build --quiet --label vcconform.checkout=$(CHECKOUT) -f containers/Dockerfile \
+		-t $(IMAGE) .cache/image
+	@# This checkout's superseded images go (one a container still uses stays); other checkouts' are left alone.
+	@docker image ls --filter label=vcconform.checkout=$(CHECKOUT) --format '{{.Repository}}:{{.Tag}}' \
+		| grep -vxF -e '$(IMAGE)' -e '<none>:<none>' | xargs -r docker rmi >/dev/null 2>&1 || true
+	@docker image prune --force --filter label=vcconform.checkout=$(CHECKOUT) >/dev/null 2>&1 || true
 
 conformance: $(VENV)/.installed $(FAKEVC)
 	@if [ "$(BACKEND)" = container ]; then $(MAKE) --no-print-directory image; fi

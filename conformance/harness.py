@@ -25,6 +25,7 @@ from typing import Any
 
 import requests
 
+from conformance.sandbox import Lifeline, container_kwargs, owner_id, remove_leftovers, state_prefix
 from conformance.topology import Topology, load_topology
 
 __all__ = [
@@ -220,6 +221,7 @@ def _start_container(image: str, state: Path, env: dict[str, str], listen: str, 
         raise SimulatorError(f"container backend: {reason}. Hint: start dockerd, or use --vcsim-backend=process")
     client = docker.from_env()
     try:
+        remove_leftovers(client)  # containers and state folders of runs that were killed
         client.images.get(image)
     except docker.errors.ImageNotFound:
         raise SimulatorError(f"container backend: image {image} not found (images are built, never pulled). "
@@ -227,18 +229,28 @@ def _start_container(image: str, state: Path, env: dict[str, str], listen: str, 
     finally:
         client.close()
 
+    # The container has its own pid namespace, where -parent-pid would name another process: a named pipe
+    # this process holds open is its lifeline instead (sandbox.Lifeline).
+    args = _fakevc_args(STATE_IN_CONTAINER, listen, trace)
+    if "-parent-pid" in args:
+        i = args.index("-parent-pid")
+        del args[i:i + 2]
+    lifeline = Lifeline(state)
     container = (
         DockerContainer(image)
-        .with_command(_fakevc_args(STATE_IN_CONTAINER, listen, trace))
+        .with_command([*args, "-lifeline", f"{STATE_IN_CONTAINER}/lifeline"])
         .with_volume_mapping(str(state), STATE_IN_CONTAINER, "rw")
-        # Host networking only (dockerd runs with --bridge=none); the host's pid namespace lets
-        # -parent-pid see this process; our uid keeps the state files ours to delete.
-        .with_kwargs(network_mode="host", pid_mode="host", user=f"{os.getuid()}:{os.getgid()}",
-                     auto_remove=True)
+        # Never root, no capabilities, read-only but for the state folder (TMPDIR too), limits, labels.
+        .with_kwargs(**container_kwargs(state, owner_id()))
+        .with_env("TMPDIR", STATE_IN_CONTAINER)
     )
     for k, v in env.items():
         container.with_env(k, v)
-    container.start()
+    try:
+        container.start()
+    except BaseException:
+        lifeline.close()  # a container that was only created goes with its lifeline (or the next run's sweep)
+        raise
     cid = container.get_wrapped_container().id
 
     def logs() -> str:
@@ -262,6 +274,7 @@ def _start_container(image: str, state: Path, env: dict[str, str], listen: str, 
             (state / "fakevc.log").write_text(logs())
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             container.stop()  # removes the container by id
+        lifeline.close()
 
     try:
         return _wait_ready(state, alive, timeout), stop
@@ -280,7 +293,8 @@ def start_simulator(topology: str | Path | Topology, backend: str = "process", *
     if backend not in BACKENDS:
         raise SimulatorError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     topo = topology if isinstance(topology, Topology) else load_topology(topology)
-    state = Path(tempfile.mkdtemp(prefix="vcconform-"))
+    remove_leftovers()  # state folders of killed runs (which may hold a TLS key)
+    state = Path(tempfile.mkdtemp(prefix=state_prefix()))  # the name says whose it is
     try:
         (state / "topology.json").write_text(topo.to_json())
         password = secrets.token_urlsafe(18)
