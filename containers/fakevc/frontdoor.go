@@ -55,6 +55,9 @@ func (s *fakevc) setLimits(maxBody int64, bodyTimeout time.Duration) {
 	}
 }
 
+// takePanics is the number of handler panics since the last call.
+func takePanics(s *fakevc) int64 { return s.panics.Swap(0) }
+
 // readBody reads a request body within the size limit (413 beyond it) and
 // the body timeout; false when it has already answered.
 func (s *fakevc) readBody(rw http.ResponseWriter, r *http.Request) ([]byte, bool) {

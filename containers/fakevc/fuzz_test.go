@@ -188,7 +188,7 @@ func FuzzSOAP(f *testing.F) {
 				t.Errorf("HTTP %d for %q", rec.Code, body)
 			}
 		}
-		if n := fv.panics.Swap(0); n > 0 {
+		if n := takePanics(fv); n > 0 {
 			t.Fatalf("%d panic(s) serving %q (see the log above)", n, data)
 		}
 		// Tasks run on their own goroutines: let them finish before looking for held locks.

@@ -177,7 +177,7 @@ func TestAnEmptyNameCannotPoisonAFolder(t *testing.T) {
 	if _, err := folder.CreateCluster(bg, "another", types.ClusterConfigSpecEx{}); err != nil {
 		t.Errorf("a second create in the folder: %v", err)
 	}
-	if n := fv.panics.Load(); n != 0 {
+	if n := takePanics(fv); n != 0 {
 		t.Errorf("%d panics", n)
 	}
 }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/vmware/govmomi/object"
@@ -10,18 +11,29 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-func overheadTopology() *Topology {
-	topo := testTopology()
-	for i := range topo.Datacenters[0].Clusters[0].Hosts {
-		h := &topo.Datacenters[0].Clusters[0].Hosts[i]
-		o := defaultOverhead(int32(h.CPUCores), h.CPUMhz, h.MemoryMB)
-		h.OverheadCPUMhz, h.OverheadMemoryMB = o.cpuMHz, o.memMB
+// overheadTopology is testTopology with each host of C0 given the default hypervisor share, as
+// conformance/topology.py writes it (through the JSON, as fakevc reads it).
+func overheadTopology(t *testing.T) *Topology {
+	t.Helper()
+	data, _ := json.Marshal(testTopology())
+	var raw map[string]any
+	_ = json.Unmarshal(data, &raw)
+	c0 := raw["datacenters"].([]any)[0].(map[string]any)["clusters"].([]any)[0].(map[string]any)
+	for _, h := range c0["hosts"].([]any) {
+		host := h.(map[string]any)
+		o := defaultOverhead(int32(host["cpu_cores"].(float64)), int32(host["cpu_mhz"].(float64)), int64(host["memory_mb"].(float64)))
+		host["overhead_cpu_mhz"], host["overhead_memory_mb"] = o.cpuMHz, o.memMB
 	}
-	return topo
+	data, _ = json.Marshal(raw)
+	var topo Topology
+	if err := json.Unmarshal(data, &topo); err != nil {
+		t.Fatal(err)
+	}
+	return &topo
 }
 
 func TestEffectiveFiguresLeaveOutTheHypervisor(t *testing.T) {
-	fv, c := serve(t, overheadTopology())
+	fv, c := serve(t, overheadTopology(t))
 	// C0: H0 (8 cores, 64 GiB) and H1 (16 cores, 128 GiB) are effective; H2 is in maintenance mode, H3
 	// disconnected.
 	h0, h1 := defaultOverhead(8, 2000, 64*1024), defaultOverhead(16, 2000, 128*1024)
@@ -55,7 +67,7 @@ func TestEffectiveFiguresLeaveOutTheHypervisor(t *testing.T) {
 
 func TestRunningVMConsumesMoreThanItsMemory(t *testing.T) {
 	must := tasks{t}.must
-	fv, c := serve(t, overheadTopology())
+	fv, c := serve(t, overheadTopology(t))
 	h0 := hostRef(t, fv, "C0_H0")
 	spec := vmSpec("consumer", "shared", 4, 8192)
 	vm, f := createVM(t, fv, c, "C0", &h0, spec)

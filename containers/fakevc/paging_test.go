@@ -55,14 +55,19 @@ func isFault(err error, name string) bool {
 	return strings.TrimPrefix(strings.TrimPrefix(fmt.Sprintf("%T", soap.ToSoapFault(err).VimFault()), "*"), "types.") == name
 }
 
-func pagedTopology(size int) *Topology {
-	topo := testTopology()
-	topo.PageSize = size
-	return topo
+// servePaged serves testTopology with the page size set through the control API.
+func servePaged(t *testing.T, size int) (*fakevc, string) {
+	t.Helper()
+	fv, base := serveURL(t, testTopology())
+	if status, out := api(t, base, "PUT", "paging", map[string]any{"page_size": size}); status != 200 {
+		t.Fatalf("PUT paging: %d %v", status, out)
+	}
+	return fv, base
 }
 
 func TestRetrieveIsPagedAtThePageSize(t *testing.T) {
-	_, c := serve(t, pagedTopology(2))
+	_, base := servePaged(t, 2)
+	c := login(t, base)
 	pc := c.ServiceContent.PropertyCollector
 	spec := hostsSpec(t, c)
 	for _, tc := range []struct {
@@ -104,7 +109,7 @@ func TestRetrieveIsPagedAtThePageSize(t *testing.T) {
 }
 
 func TestTokensAreSingleUseAndBound(t *testing.T) {
-	_, base := serveURL(t, pagedTopology(2))
+	_, base := servePaged(t, 2)
 	c, other := login(t, base), login(t, base)
 	pc := c.ServiceContent.PropertyCollector
 	spec := hostsSpec(t, c)
@@ -144,7 +149,7 @@ func TestTokensAreSingleUseAndBound(t *testing.T) {
 
 func TestPageSizeThroughTheControlAPI(t *testing.T) {
 	_, base := serveURL(t, testTopology())
-	if status, out := api(t, base, "GET", "paging", nil); status != 200 || out["page_size"] != float64(defaultPageSize) {
+	if status, out := api(t, base, "GET", "paging", nil); status != 200 || out["page_size"] != 100.0 {
 		t.Errorf("a topology without page_size pages at vCenter's 100: %d %v", status, out)
 	}
 	c := login(t, base)
@@ -170,7 +175,7 @@ func TestPageSizeThroughTheControlAPI(t *testing.T) {
 		}
 	}
 	api(t, base, "POST", "reset", nil)
-	if _, out := api(t, base, "GET", "paging", nil); out["page_size"] != float64(defaultPageSize) || out["pending"] != 0.0 {
+	if _, out := api(t, base, "GET", "paging", nil); out["page_size"] != 100.0 || out["pending"] != 0.0 {
 		t.Errorf("after a reset: %v", out)
 	}
 }
