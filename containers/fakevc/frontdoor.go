@@ -31,10 +31,12 @@ const (
 	// when the body is read, so a long poll may then wait as long as it asks.
 	defaultBodyTimeout = 60 * time.Second
 	// Server-wide limits, set in main: the time to send the request line and
-	// headers, their size, and how long an idle keep-alive connection stays.
+	// headers, their size, and how long an idle keep-alive connection stays
+	// (long: a client's pooled connection that the server closed fails the
+	// next call, and a spawn is not repeated).
 	headerTimeout  = 10 * time.Second
 	maxHeaderBytes = 64 << 10
-	idleTimeout    = 5 * time.Minute
+	idleTimeout    = 15 * time.Minute
 )
 
 // limits are the front door's per-request limits (fields of fakevc; tests
