@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -174,6 +173,11 @@ func (b *builder) newHost(spec Host, network []types.ManagedObjectReference) *si
 
 	cert := &simulator.HostCertificateManager{Host: &h.HostSystem}
 	cert.CertificateInfo = b.tmpl.cert
+	// Only the managers below are served: the template's other 27 (CPU
+	// scheduler, SNMP, services, ...) would name objects that do not exist,
+	// and a reference that leads nowhere is worse than none (a client gets
+	// ManagedObjectNotFound). vCenter has them all.
+	h.ConfigManager = types.HostConfigManager{}
 	managers := []struct {
 		ref **types.ManagedObjectReference
 		obj mo.Reference
@@ -190,7 +194,6 @@ func (b *builder) newHost(spec Host, network []types.ManagedObjectReference) *si
 		ref := b.reg.Put(m.obj).Reference()
 		*m.ref = &ref
 	}
-	unsetMissingManagers(b.reg, &h.ConfigManager)
 	// The template's datastoreBrowser is "ha-host-datastorebrowser", which no
 	// object serves: each host gets its own, over the datastores it mounts.
 	h.DatastoreBrowser = b.reg.Put(&simulator.HostDatastoreBrowser{}).Reference()
@@ -460,19 +463,4 @@ func typeName(v any) string {
 		s = s[i+1:]
 	}
 	return s
-}
-
-// unsetMissingManagers clears the host managers of vcsim's ESX template that
-// no object serves (cpuSchedulerSystem, ha-snmp-agent, ...): a reference
-// that leads nowhere is worse than none (a client gets
-// ManagedObjectNotFound). vCenter has them all; fakevc serves the ones
-// above.
-func unsetMissingManagers(reg *simulator.Registry, cm *types.HostConfigManager) {
-	v := reflect.ValueOf(cm).Elem()
-	for i := range v.NumField() {
-		f := v.Field(i)
-		if ref, ok := f.Interface().(*types.ManagedObjectReference); ok && ref != nil && reg.Get(*ref) == nil {
-			f.Set(reflect.Zero(f.Type()))
-		}
-	}
 }
