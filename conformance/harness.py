@@ -3,7 +3,10 @@
 Both backends run the same binary with the same flags, listen on 127.0.0.1 only, and return the same
 ``Endpoint``. Ready means: the simulator wrote ready.json, its port accepts a connection and ``GET /about``
 answers over verified TLS. Stopping removes the process or container (by pid or id, never by name) and
-the state folder; the simulator also exits by itself when the process that started it is gone.
+the state folder; the simulator also exits by itself when the process that started it is gone (-parent-pid
+for a process; for a container, which has its own pid namespace, a named-pipe lifeline). The container is a
+sandbox (conformance.sandbox: never root, no capabilities, read-only, limited), and every start first removes
+what killed runs left behind (their containers and state folders).
 """
 
 from __future__ import annotations
