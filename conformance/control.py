@@ -135,3 +135,15 @@ class Control:
         if maintenance is not None:
             body["maintenance"] = maintenance
         self._call("PUT", f"hosts/{quote(host, safe='')}", body)
+
+    # -- paging -----------------------------------------------------------------------------------------
+
+    def paging(self) -> dict[str, Any]:
+        """``{"page_size", "pending"}``: the most objects per RetrievePropertiesEx answer, and how many paged
+        results wait to be read (continued or cancelled)."""
+        return dict(self._call("GET", "paging"))
+
+    def set_page_size(self, objects: int) -> None:
+        """Cut every RetrievePropertiesEx answer at ``objects`` (until the next reset, which restores the
+        topology's ``page_size``)."""
+        self._call("PUT", "paging", {"page_size": objects})

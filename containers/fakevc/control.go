@@ -57,6 +57,8 @@ var routes = []route{
 	{http.MethodPut, "session-timeout", (*fakevc).apiSessionTimeout},
 	{http.MethodPost, "sessions/expire", (*fakevc).apiExpireSessions},
 	{http.MethodPut, "hosts/", (*fakevc).apiSetHost},
+	{http.MethodGet, "paging", (*fakevc).apiPaging},
+	{http.MethodPut, "paging", (*fakevc).apiSetPaging},
 }
 
 func (s *fakevc) control(rw http.ResponseWriter, r *http.Request) {
