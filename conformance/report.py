@@ -1,24 +1,50 @@
 """Turn check outcomes into a verdict and a certification report: report.json, report.html (opens without a
-server) and a summary table for the terminal."""
+server) and a summary table for the terminal.
+
+A verdict never claims more than was proven. Four verdicts, each with its exit status (``EXIT_CODES``):
+
+- CONFORMANT (0): every check of the catalogue that decides the verdict ran and passed;
+- NONCONFORMANT (1): a mandatory requirement failed, errored, skipped or did not run, or a declared
+  capability is broken;
+- INCOMPLETE (2; 4 when the run could not start because of a bad input): the run was interrupted, or a
+  certification did not run every check of the catalogue;
+- ERROR (3): the infrastructure failed (the fake vCenter died or stopped answering) or the suite itself
+  crashed; nothing is said about the driver.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
+import math
+import os
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.budgets import BYTES_PER_REFRESH, BYTES_PER_SPAWN, CALLS_PER_REFRESH
+from conformance.masking import scrub
 from conformance.requirements import AREAS, MANDATORY, REQUIREMENTS
 
-__all__ = ["CONFORMANT", "NONCONFORMANT", "CheckResult", "build_report", "summary_lines", "write_html",
-           "write_json"]
+__all__ = ["CONFORMANT", "ERROR", "EXIT_CODES", "INCOMPLETE", "NONCONFORMANT", "CheckResult", "ReportDirError",
+           "RunEnd", "build_report", "check_key", "efficiency_html", "exit_code", "prepare_report_dir",
+           "render_html", "summary_lines", "write_html", "write_json"]
 
 CONFORMANT = "CONFORMANT"
 NONCONFORMANT = "NONCONFORMANT"
-REPORT_SCHEMA = 2
+INCOMPLETE = "INCOMPLETE"
+ERROR = "ERROR"
+#: The process's exit status for each verdict; an INCOMPLETE run that could not start (bad input) exits 4.
+EXIT_CODES = {CONFORMANT: 0, NONCONFORMANT: 1, INCOMPLETE: 2, ERROR: 3}
+USAGE_EXIT_CODE = 4
+REPORT_SCHEMA = 3
+#: Files a run writes into its report dir; all are removed (or replaced) when a run starts.
+REPORT_FILES = ("report.json", "report.html", "junit.xml")
+KEPT_LOG_GLOBS = ("simulator-*.log",)
 
 
 @dataclass
@@ -33,11 +59,30 @@ class CheckResult:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-def _requirement_status(outcomes: list[str]) -> str:
-    if not outcomes:
-        return "not run"
-    if any(o in ("failed", "error") for o in outcomes):
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended when it did not run its checks to the end."""
+
+    kind: str  # "interrupted", "usage" (could not start: bad input), "infrastructure" or "crash" (the suite's)
+    reason: str  # one line
+    log_tail: str = ""  # the simulator's last words, for "infrastructure"
+
+
+def check_key(nodeid: str) -> str:
+    """A check's catalogue key, ``test_nodes.py::test_name``: the node id's file name and function, without
+    the folder (which depends on how pytest was started) and without parameters."""
+    path, _, rest = nodeid.partition("::")
+    return f"{path.rsplit('/', 1)[-1]}::{rest.split('[', 1)[0].split('::')[-1]}"
+
+
+def _requirement_status(outcomes: list[str], missing: int = 0) -> str:
+    """failed > error > not run (a check of the catalogue has no outcome) > skipped > partial > passed."""
+    if any(o == "failed" for o in outcomes):
         return "failed"
+    if any(o == "error" for o in outcomes):
+        return "error"
+    if missing or not outcomes:
+        return "not run"
     if all(o == "passed" for o in outcomes):
         return "passed"
     return "skipped" if all(o == "skipped" for o in outcomes) else "partial"
@@ -51,13 +96,21 @@ def _support(statuses: list[str]) -> str:
 
 
 def build_report(results: Iterable[CheckResult], *, versions: dict[str, str], driver: dict[str, Any],
-                 environment: dict[str, Any], reproduce: dict[str, Any] | None = None) -> dict[str, Any]:
+                 environment: dict[str, Any], reproduce: dict[str, Any] | None = None,
+                 expected: Mapping[str, tuple[tuple[str, ...], int]] | None = None, certify: bool = False,
+                 ended: RunEnd | None = None) -> dict[str, Any]:
     """The report as a JSON-ready dict.
 
-    Verdict: CONFORMANT when every mandatory requirement passed and no optional requirement failed for a
-    capability the driver declares. A mandatory requirement that failed, skipped or was not run, or a
-    declared capability that is broken, makes it NONCONFORMANT; the reasons are listed. An optional
-    requirement without a capability (EFF-01) shows in the matrix but does not decide the verdict.
+    ``expected`` is the catalogue: check key (``check_key``) -> (its requirement ids, how many items it has);
+    a requirement with a check that has fewer outcomes than items is "not run", whatever else ran. Without
+    it, the checks that ran are taken as the catalogue.
+
+    Verdict (see the module's docstring): ERROR when ``ended`` is an infrastructure failure or a crash of the
+    suite; INCOMPLETE when the run was interrupted or could not start; NONCONFORMANT when a mandatory
+    requirement failed, errored, skipped or was not run, or an optional one failed for a capability the
+    driver declares; INCOMPLETE when a certification (``certify``) did not run every check; CONFORMANT
+    otherwise. An optional requirement without a capability (EFF-01) shows in the matrix but does not decide
+    the verdict (in a certification it must still run).
     """
     results = list(results)
     declared = {k for k, v in (driver.get("capabilities") or {}).items() if v}
@@ -65,32 +118,63 @@ def build_report(results: Iterable[CheckResult], *, versions: dict[str, str], dr
     for r in results:
         for rid in r.requirements:
             per_req.setdefault(rid, []).append(r.outcome)
+    ran: dict[str, set[str]] = {}
+    for r in results:
+        ran.setdefault(check_key(r.check), set()).add(r.check)
+    missing_by_req: dict[str, list[str]] = {}
+    for key, (rids, count) in (expected or {}).items():
+        if len(ran.get(key, ())) < count:
+            for rid in rids:
+                missing_by_req.setdefault(rid, []).append(key)
+    not_run_checks = sorted({k for keys in missing_by_req.values() for k in keys})
     requirements: list[dict[str, Any]] = []
     reasons: list[str] = []
     not_run: list[str] = []
     for rid, outcomes in per_req.items():
         req = REQUIREMENTS.get(rid)
         level = req.level if req else "unknown"
-        status = _requirement_status(outcomes)
+        status = _requirement_status(outcomes, len(missing_by_req.get(rid, ())))
         requirements.append({"id": rid, "area": rid.split("-")[0], "level": level,
                              "capability": req.capability if req else None,
-                             "title": req.title if req else "", "status": status})
+                             "title": req.title if req else "", "status": status,
+                             "not_run": missing_by_req.get(rid, [])})
         if level == MANDATORY and status == "not run":
             not_run.append(rid)
         elif level == MANDATORY and status != "passed":
             reasons.append(f"mandatory {rid} {status}")
-        elif req and req.capability in declared and status == "failed":
-            reasons.append(f"{rid} failed although the driver declares {req.capability}")
+        elif req and req.capability in declared and status in ("failed", "error"):
+            reasons.append(f"{rid} {status} although the driver declares {req.capability}")
+    not_run_reason = []
     if not_run:
-        reasons.append(f"{len(not_run)} mandatory requirement{'s' if len(not_run) > 1 else ''} not run"
-                       + (f" ({', '.join(not_run)})" if len(not_run) <= 3 else ""))
+        not_run_reason.append(f"{len(not_run)} mandatory requirement{'s' if len(not_run) > 1 else ''} not run"
+                              + (f" ({', '.join(not_run)})" if len(not_run) <= 3 else ""))
+    if ended is not None and ended.kind in ("infrastructure", "crash"):
+        verdict = ERROR
+        reasons = [ended.reason] + ([f"{len(not_run_checks)} checks did not run"] if not_run_checks else [])
+    elif ended is not None:  # what ran before the end is worth knowing; what did not run, only if some did
+        verdict, reasons = INCOMPLETE, [ended.reason, *reasons, *(not_run_reason if results else [])]
+    elif reasons:
+        verdict, reasons = NONCONFORMANT, reasons + not_run_reason
+    elif certify and not_run_checks:
+        verdict = INCOMPLETE
+        reasons = [f"certification incomplete: {len(not_run_checks)} check{'s' if len(not_run_checks) > 1 else ''}"
+                   f" of the catalogue did not run ({', '.join(not_run_checks[:3])}"
+                   f"{', ...' if len(not_run_checks) > 3 else ''})"]
+    elif not_run_reason:
+        verdict, reasons = NONCONFORMANT, not_run_reason
+    else:
+        verdict = CONFORMANT
     matrix = {area: {"title": title, "support": _support([r["status"] for r in requirements if r["area"] == area]),
                      "requirements": {r["id"]: r["status"] for r in requirements if r["area"] == area}}
               for area, title in AREAS.items()}
     return {
         "schema": REPORT_SCHEMA,
-        "verdict": NONCONFORMANT if reasons else CONFORMANT,
+        "verdict": verdict,
         "reasons": reasons,
+        "exit_code": exit_code(verdict, ended),
+        "certify": certify,
+        "ended": asdict(ended) if ended else None,
+        "not_run": not_run_checks,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "versions": versions,
         "driver": driver,
@@ -121,16 +205,58 @@ def _level(rids: tuple[str, ...]) -> str:
     return MANDATORY if MANDATORY in levels or not levels else levels.pop()
 
 
+def exit_code(verdict: str, ended: RunEnd | None = None) -> int:
+    """The exit status that goes with a verdict (4: an INCOMPLETE run that could not start)."""
+    if verdict == INCOMPLETE and ended is not None and ended.kind == "usage":
+        return USAGE_EXIT_CODE
+    return EXIT_CODES[verdict]
+
+
 def _write(path: Path, text: str) -> Path:
+    """Write atomically: a reader sees the old file or the new one, never half of one. (The callers mask
+    the report's strings before they serialize it: masking the serialized text could break its syntax.)"""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # a report is for sharing; mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return path
 
 
 def write_json(report: dict[str, Any], directory: Path) -> Path:
-    return _write(directory / "report.json", json.dumps(report, indent=2) + "\n")
+    return _write(directory / "report.json", json.dumps(scrub(json.loads(json.dumps(report))), indent=2) + "\n")
+
+
+class ReportDirError(ValueError):
+    """The report dir cannot be used; the message is one line."""
+
+
+def prepare_report_dir(directory: Path, junit: Path | None = None, *, marker: dict[str, Any] | None = None) -> None:
+    """Make the report dir ready for a run: no report of an earlier run may survive it. Removes report.json,
+    report.html, the JUnit file and kept simulator logs, then writes ``marker`` (an INCOMPLETE report that
+    says the run is under way) as report.json and report.html."""
+    if directory.exists() and not directory.is_dir():
+        raise ReportDirError(f"--report-dir {directory}: is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in REPORT_FILES:
+            (directory / name).unlink(missing_ok=True)
+        for pattern in KEPT_LOG_GLOBS:
+            for old in directory.glob(pattern):
+                old.unlink(missing_ok=True)
+        if junit is not None:
+            junit.unlink(missing_ok=True)
+        if marker is not None:
+            write_json(marker, directory)
+            write_html(marker, directory)
+    except OSError as e:
+        raise ReportDirError(f"--report-dir {directory}: {e.strerror or e}") from None
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
@@ -142,6 +268,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     eff = report.get("efficiency", {}).get("calls_per_refresh")
     if eff:
         lines.append("vCenter calls per full refresh: " + ", ".join(f"N={n}: {c}" for n, c in eff.items()))
+    eff = report.get("efficiency", {}).get("bytes_per_refresh")
+    if eff:
+        lines.append("vCenter bytes per full refresh: " + ", ".join(f"N={n}: {c:,}" for n, c in eff.items()))
+    ended = report.get("ended") or {}
+    if ended.get("log_tail"):
+        lines.append("the fake vCenter's last log lines:")
+        lines += ["  " + line for line in ended["log_tail"].splitlines()]
     verdict = report["verdict"]
     if report["reasons"]:
         verdict += " (" + "; ".join(report["reasons"]) + ")"
@@ -152,7 +285,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
 h1{margin:0 0 .2em} .verdict{font-size:1.4em;font-weight:bold;padding:.4em .8em;display:inline-block}
-.CONFORMANT{background:#d7f5dd} .NONCONFORMANT{background:#fbd5d5}
+.CONFORMANT{background:#d7f5dd} .NONCONFORMANT{background:#fbd5d5} .ERROR{background:#f5c6a5}
+.INCOMPLETE{background:#fff3c4}
 table{border-collapse:collapse;margin:1em 0} td,th{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}
 th{background:#f3f3f3;text-align:left} .passed,.complete{background:#d7f5dd} .failed,.error,.missing{background:#fbd5d5}
 .skipped,.partial,.not.run{background:#fff3c4} pre{white-space:pre-wrap;margin:0;font-size:12px}
@@ -172,6 +306,9 @@ def render_html(report: dict[str, Any]) -> str:
              f"<div class='verdict {e(report['verdict'])}'>{e(report['verdict'])}</div>"]
     if report["reasons"]:
         parts.append("<ul>" + "".join(f"<li>{e(r)}</li>" for r in report["reasons"]) + "</ul>")
+    ended = report.get("ended") or {}
+    if ended.get("log_tail"):
+        parts.append(f"<h2>The fake vCenter's last log lines</h2><pre>{e(ended['log_tail'])}</pre>")
     drv = report.get("driver", {})
     parts.append("<h2>Versions</h2><table>")
     facts = {"driver": f"{drv.get('class', '?')} {drv.get('version', '')}",
@@ -198,7 +335,7 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append("</table>")
     eff = report.get("efficiency", {})
     if eff:
-        parts.append(f"<h2>Efficiency</h2><pre>{e(json.dumps(eff, indent=2))}</pre>")
+        parts.append(f"<h2>Efficiency</h2>{efficiency_html(eff)}")
     parts.append("<h2>All checks</h2><table><tr><th>check</th><th>requirements</th><th>seconds</th>"
                  "<th>outcome</th></tr>")
     parts += [row(e(c["check"]), e(", ".join(c["requirements"])), f"{c['duration_s']:.2f}", e(c["outcome"]),
@@ -209,5 +346,91 @@ def render_html(report: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _chart(title: str, points: dict[int, float], budget: dict[int, float], *, log_y: bool,
+           label: Any) -> str:
+    """One small SVG line chart: the driver's figure and its budget (dashed) against N, N on a log axis."""
+    w, h, left, right, top, bottom = 340, 190, 62, 22, 24, 34
+    ns = sorted(set(points) | set(budget))
+    values = [v for v in (*points.values(), *budget.values()) if v > 0] or [1.0]
+    lo, hi = (min(values) / 2, max(values) * 2) if log_y else (0.0, max(values) * 1.15)
+
+    def x(n: int) -> float:
+        span = math.log10(ns[-1]) - math.log10(ns[0]) if len(ns) > 1 else 1.0
+        return left + (w - left - right) * ((math.log10(n) - math.log10(ns[0])) / span if len(ns) > 1 else 0.5)
+
+    def y(v: float) -> float:
+        if log_y:
+            f = (math.log10(max(v, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+        else:
+            f = (v - lo) / (hi - lo) if hi > lo else 0.0
+        return top + (h - top - bottom) * (1 - f)
+
+    def line(series: dict[int, float], color: str, dashed: bool) -> str:
+        pts = " ".join(f"{x(n):.1f},{y(v):.1f}" for n, v in sorted(series.items()))
+        style = f"stroke='{color}' " + ("stroke-width='1.5' stroke-dasharray='5 4'" if dashed else "stroke-width='2'")
+        dots = "" if dashed else "".join(f"<circle cx='{x(n):.1f}' cy='{y(v):.1f}' r='3' fill='{color}'/>"
+                                         for n, v in sorted(series.items()))
+        return f"<polyline points='{pts}' fill='none' {style}/>{dots}"
+
+    if log_y:  # powers of four from 1 KiB: 1, 4, 16, 64, 256 KiB, 1 MiB...
+        ticks = [1024.0 * 4 ** k for k in range(-5, 16) if lo <= 1024.0 * 4 ** k <= hi]
+    else:
+        step = max(1, math.ceil(hi / 4))
+        ticks = [float(t) for t in range(0, int(hi) + 1, step)]
+    grid = "".join(f"<line x1='{left}' x2='{w - right}' y1='{y(t):.1f}' y2='{y(t):.1f}' stroke='#eee'/>"
+                   f"<text x='{left - 4}' y='{y(t) + 4:.1f}' text-anchor='end'>{html.escape(label(t))}</text>"
+                   for t in ticks)
+    xaxis = "".join(f"<text x='{x(n):.1f}' y='{h - bottom + 14}' text-anchor='middle'>{n}</text>" for n in ns)
+    return (f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' viewBox='0 0 {w} {h}' "
+            f"role='img' aria-label='{html.escape(title)}' style='font:11px sans-serif;margin-right:1em'>"
+            f"<text x='{left}' y='14' font-weight='bold'>{html.escape(title)}</text>{grid}{xaxis}"
+            f"<text x='{(left + w - right) / 2:.0f}' y='{h - 4}' text-anchor='middle'>clusters (N)</text>"
+            f"<line x1='{left}' x2='{left}' y1='{top}' y2='{h - bottom}' stroke='#999'/>"
+            f"<line x1='{left}' x2='{w - right}' y1='{h - bottom}' y2='{h - bottom}' stroke='#999'/>"
+            + line(budget, "#c0392b", dashed=True) + line(points, "#1f5fa8", dashed=False) + "</svg>")
+
+
+def _size(n: float) -> str:
+    for unit, div in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= div:
+            return f"{n / div:.0f} {unit}" if n / div >= 10 or n % div == 0 else f"{n / div:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def efficiency_html(eff: dict[str, Any]) -> str:
+    """The EFF figures as two small inline SVG charts (calls and bytes per full refresh against the number of
+    clusters, the budgets of conformance/budgets.py dashed) and a table with time and spawn figures."""
+    calls = {int(n): float(c) for n, c in (eff.get("calls_per_refresh") or {}).items()}
+    sizes = {int(n): float(b) for n, b in (eff.get("bytes_per_refresh") or {}).items()}
+    ns = sorted(set(calls) | set(sizes))
+    if not ns:
+        return f"<pre>{html.escape(json.dumps(eff, indent=2))}</pre>"
+    limit = float(eff.get("threshold") or CALLS_PER_REFRESH.base)
+    parts = ["<div>"]
+    if calls:
+        parts.append(_chart("vCenter calls per full refresh", calls, {n: limit for n in ns}, log_y=False,
+                            label=lambda t: f"{t:.0f}"))
+    if sizes:
+        parts.append(_chart("vCenter bytes per full refresh", sizes, {n: float(BYTES_PER_REFRESH.at(n)) for n in ns},
+                            log_y=True, label=_size))
+    parts.append("</div><p><span style='color:#1f5fa8'>&#9679;&#8212;</span> the driver &nbsp; "
+                 "<span style='color:#c0392b'>- - -</span> budget (conformance/budgets.py: calls "
+                 f"{html.escape(CALLS_PER_REFRESH.describe())}, bytes {html.escape(BYTES_PER_REFRESH.describe())})</p>")
+    ms = eff.get("ms_per_refresh") or {}
+    server = eff.get("server_ms_per_refresh") or {}
+
+    def cells(n: int) -> str:
+        figures = (f"{calls[n]:.0f}" if n in calls else "", _size(sizes[n]) if n in sizes else "",
+                   str(ms.get(str(n), "")), str(server.get(str(n), "")))
+        return "".join(f"<td>{html.escape(f)}</td>" for f in figures)
+    rows = "".join(f"<tr><td>{n}</td>{cells(n)}</tr>" for n in ns)
+    parts.append("<table><tr><th>clusters</th><th>calls per refresh</th><th>bytes per refresh</th>"
+                 f"<th>ms per refresh</th><th>of which vCenter (ms)</th></tr>{rows}</table>")
+    if eff.get("bytes_per_spawn") is not None:
+        parts.append(f"<p>One spawn: {html.escape(str(eff.get('calls_per_spawn')))} calls, "
+                     f"{_size(float(eff['bytes_per_spawn']))} (budget {html.escape(BYTES_PER_SPAWN.describe())}).</p>")
+    return "".join(parts)
+
+
 def write_html(report: dict[str, Any], directory: Path) -> Path:
-    return _write(directory / "report.html", render_html(report))
+    return _write(directory / "report.html", render_html(scrub(json.loads(json.dumps(report)))))

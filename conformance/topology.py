@@ -28,9 +28,12 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+#: vCenter's own limit on the objects in one RetrievePropertiesEx answer; the rest follows a token.
+DEFAULT_PAGE_SIZE = 100
 CONNECTION_STATES = ("connected", "disconnected", "notResponding")
 DATASTORE_TYPES = ("VMFS", "NFS", "NFS41", "vsan", "VVOL")
 HARDWARE_FIELDS = ("cpu_sockets", "cpu_cores", "cpu_threads", "cpu_mhz")
+OVERHEAD_FIELDS = ("overhead_cpu_mhz", "overhead_memory_mb")
 COUNTER = re.compile(r"\{i(?::([^{}]*))?\}")  # {i} or {i:03d} in names that come with a count
 
 
@@ -48,6 +51,23 @@ class HostSpec:
     memory_mb: int
     connection_state: str = "connected"
     maintenance: bool = False
+    #: The hypervisor's share of the host (MHz, MiB): left out of the cluster's effective figures and in use on
+    #: a connected host even when it runs no VM. None: the default (see default_overhead).
+    overhead_cpu_mhz: int | None = None
+    overhead_memory_mb: int | None = None
+
+    def __post_init__(self) -> None:
+        cpu, memory = default_overhead(self.cpu_cores, self.cpu_mhz, self.memory_mb)
+        if self.overhead_cpu_mhz is None:
+            object.__setattr__(self, "overhead_cpu_mhz", cpu)
+        if self.overhead_memory_mb is None:
+            object.__setattr__(self, "overhead_memory_mb", memory)
+
+
+def default_overhead(cores: int, mhz: int, memory_mb: int) -> tuple[int, int]:
+    """The hypervisor's share of a host when the topology does not give it: 2 % of its CPU capacity, and
+    1 GiB plus 1 % of its memory (never more than half of it), roughly what an idle ESXi host uses."""
+    return cores * mhz // 50, min(memory_mb // 2, 1024 + memory_mb // 100)
 
 
 @dataclass(frozen=True)
@@ -83,6 +103,8 @@ class Topology:
     source: str
     datacenters: tuple[DatacenterSpec, ...]
     digest: str = field(default="", compare=False)
+    #: The most objects one RetrievePropertiesEx answer holds; the rest follows page by page.
+    page_size: int = DEFAULT_PAGE_SIZE
 
     def cluster_paths(self) -> list[str]:
         """Inventory paths of every cluster, folders included, e.g. ``/DC0/host/DC0_C0`` or
@@ -114,7 +136,7 @@ def load_topology(path: str | Path) -> Topology:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise TopologyError(f"{p}: not valid YAML{where}: {problem}") from None
     topo = _Parser(str(p)).topology(raw)
-    return Topology(topo.name, topo.source, topo.datacenters, hashlib.sha256(raw_bytes).hexdigest())
+    return Topology(topo.name, topo.source, topo.datacenters, hashlib.sha256(raw_bytes).hexdigest(), topo.page_size)
 
 
 class _Parser:
@@ -147,8 +169,12 @@ class _Parser:
         return value
 
     def name(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or not value.strip() or "/" in value:
-            raise self.fail(where, "a non-empty name without '/'", value)
+        # vCenter's entity names: non-empty, at most 80 characters; it escapes '/', '\' and '%' (%2f, %5c, %25),
+        # so a topology that used them would not name the object it creates.
+        if (not isinstance(value, str) or not value.strip() or len(value) > 80
+                or any(ch in value for ch in "/\\%") or not value.isprintable()):
+            raise self.fail(where, "a non-empty name of at most 80 printable characters without '/', '\\' or '%'",
+                            value)
         return value
 
     def folder(self, value: Any, where: str) -> tuple[str, ...]:
@@ -196,7 +222,7 @@ class _Parser:
         return value
 
     def topology(self, raw: Any) -> Topology:
-        doc = self.mapping(raw, "", ("version", "name", "datacenters"), ("host_profiles",))
+        doc = self.mapping(raw, "", ("version", "name", "datacenters"), ("host_profiles", "page_size"))
         if doc["version"] != SCHEMA_VERSION:
             raise self.fail("version", str(SCHEMA_VERSION), doc["version"])
         name = self.name(doc["name"], "name")
@@ -220,12 +246,14 @@ class _Parser:
             for depth, part in enumerate(dc.folder):
                 self.place(root, dc.folder[:depth], part, "folder", f"datacenters[{i}].folder")
             self.place(root, dc.folder, dc.name, "datacenter", f"datacenters[{i}].name")
-        return Topology(name, self.source, tuple(dcs))
+        page_size = self.integer(doc.get("page_size", DEFAULT_PAGE_SIZE), "page_size")
+        return Topology(name, self.source, tuple(dcs), page_size=page_size)
 
     def hardware(self, raw: Any, where: str, *, need_all: bool) -> dict[str, int]:
-        optional = (*HARDWARE_FIELDS, "memory_gb", "memory_mb")
+        optional = (*HARDWARE_FIELDS, "memory_gb", "memory_mb", *OVERHEAD_FIELDS)
         m = self.mapping(raw, where, (), optional)
         hw = {k: self.integer(m[k], f"{where}.{k}") for k in HARDWARE_FIELDS if k in m}
+        hw.update({k: self.integer(m[k], f"{where}.{k}", minimum=0) for k in OVERHEAD_FIELDS if k in m})
         if "memory_gb" in m and "memory_mb" in m:
             raise self.fail(f"{where}.memory_mb", "either memory_gb or memory_mb, not both", show_got=False)
         if "memory_gb" in m:
@@ -240,6 +268,13 @@ class _Parser:
             if not hw["cpu_sockets"] <= hw["cpu_cores"] <= hw["cpu_threads"]:
                 raise self.fail(f"{where}.cpu_threads", "cpu_sockets <= cpu_cores <= cpu_threads",
                                 (hw["cpu_sockets"], hw["cpu_cores"], hw["cpu_threads"]))
+            capacity = hw["cpu_cores"] * hw["cpu_mhz"]
+            if hw.get("overhead_cpu_mhz", 0) >= capacity:
+                raise self.fail(f"{where}.overhead_cpu_mhz", f"less than the host's {capacity} MHz",
+                                hw["overhead_cpu_mhz"])
+            if hw.get("overhead_memory_mb", 0) >= hw["memory_mb"]:
+                raise self.fail(f"{where}.overhead_memory_mb", f"less than the host's {hw['memory_mb']} MiB",
+                                hw["overhead_memory_mb"])
         return hw
 
     def hosts(self, raw: Any, where: str, prefix: str) -> list[HostSpec]:
@@ -247,7 +282,7 @@ class _Parser:
         for i, entry in enumerate(self.seq(raw, where)):
             w = f"{where}[{i}]"
             m = self.mapping(entry, w, (), ("name", "profile", "count", "connection_state", "maintenance",
-                                            *HARDWARE_FIELDS, "memory_gb", "memory_mb"))
+                                            *HARDWARE_FIELDS, "memory_gb", "memory_mb", *OVERHEAD_FIELDS))
             count = self.integer(m.get("count", 1), f"{w}.count")
             if "name" in m and count != 1:
                 raise self.fail(f"{w}.name", "no name when count is given (names are generated)",
@@ -258,7 +293,7 @@ class _Parser:
                     known = ", ".join(self.profiles) or "none defined"
                     raise self.fail(f"{w}.profile", f"a profile from host_profiles ({known})", m["profile"])
                 hw.update(self.profiles[m["profile"]])
-            own = {k: v for k, v in m.items() if k in (*HARDWARE_FIELDS, "memory_gb", "memory_mb")}
+            own = {k: v for k, v in m.items() if k in (*HARDWARE_FIELDS, "memory_gb", "memory_mb", *OVERHEAD_FIELDS)}
             if own:
                 if "memory_gb" in own or "memory_mb" in own:
                     hw.pop("memory_mb", None)

@@ -1,62 +1,149 @@
 // The PropertyCollector as vCenter runs it where vcsim's differs: traversal
-// specs apply only to objects of their type and never loop, and a connected
-// host's usage figures are sent even when they are 0.
+// specs apply only to objects of their type and never loop, answers are paged
+// with single-use tokens, a filter's membership follows the inventory, and a
+// connected host's usage figures are sent even when they are 0.
 package main
 
 import (
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-// propertyCollector serves a session's PropertyCollector.
+// propertyCollector serves a session's PropertyCollector: the per-session
+// instance of the singleton, or one made by CreatePropertyCollector.
 //
-// vcsim applies a TraversalSpec's path to whatever object it reaches,
-// ignoring the spec's type, and follows specs recursively with no memory of
-// where it has been: the recursive traversal that oslo.vmware builds
-// (resource pool -> VMs -> resource pool ...) recurses until the Go stack
-// overflows, which kills the process. vCenter applies a spec only to objects
-// of its type (or a subtype) and visits each object once per spec. For a
-// retrieval, fakevc does the traversal itself, iteratively, and hands vcsim
-// the objects it reached; a filter (WaitForUpdatesEx) keeps its spec when no
-// selection spec can reach itself, and is given the objects reached at its
-// creation otherwise (its membership then no longer follows the inventory:
-// a documented gap; no client the suite knows makes such a filter).
+// vcsim's collector differs from vCenter's in ways clients meet:
+//   - it applies a TraversalSpec's path to whatever object it reaches,
+//     ignoring the spec's type, and follows specs recursively with no memory
+//     of where it has been, so the recursive traversal oslo.vmware builds
+//     (resource pool -> VMs -> resource pool ...) recursed until the Go stack
+//     overflowed and killed the process;
+//   - it pages only when asked, keeps tokens in one process-wide map (any
+//     session may continue another's, an abandoned one is never freed) and
+//     has no CancelRetrievePropertiesEx (paging.go);
+//   - its WaitForUpdatesEx recomputes every filter fully once per change, by
+//     that same recursive traversal, sends leave only for deleted objects,
+//     answers every version with "-", and registers the collector as a
+//     registry handler keyed by moref, so of two sessions waiting on the
+//     default collector only the last to start hears of changes.
 //
-// It replaces vcsim's singleton in the registry; vcsim makes each session's
-// instance of the singleton by the registered object's type, so every
-// session gets one of these, and CreatePropertyCollector makes them too.
+// Here the traversal is fakevc's (iterative; each object followed once per
+// spec; a spec applies to its type and subtypes); property values are still
+// read by vcsim (embedded), from the objects the traversal reached. Updates:
+// the registry's changes reach every collector with a filter through
+// fakevc's one registry handler (fidelity.go) and the deriver; a wait
+// recomputes each filter's membership once per batch and sends enter for
+// the objects that came into reach, modify for changed properties of the
+// others (values read afresh) and leave for those no longer reached,
+// whatever took them out of reach.
 type propertyCollector struct {
-	simulator.PropertyCollector
+	simulator.PropertyCollector // the mo fields clients read (filter), and vcsim's property reads
+
+	w *world // set when the instance first serves a call (extensions.adoptCollector)
+
+	mu       sync.Mutex
+	filters  []*propertyFilter
+	changed  map[types.ManagedObjectReference]map[string]bool // property names changed since the last computation
+	dirty    bool                                             // something changed: membership may differ
+	signal   chan struct{}                                    // a change arrived (buffered, 1)
+	canceled chan struct{}                                    // closed by CancelWaitForUpdates; then replaced
+	version  int64
+	pending  *types.UpdateSet // the rest of a truncated answer
+
+	compute sync.Mutex // one update computation at a time (it owns the filters' refs)
+}
+
+// propertyFilter is a filter of a propertyCollector: its spec as the client
+// gave it, and the objects the client has been told of.
+type propertyFilter struct {
+	mo.PropertyFilter
+
+	pc   *propertyCollector
+	refs map[types.ManagedObjectReference]bool // guarded by pc.compute
+	sent []types.ManagedObjectReference        // refs in the order they entered
 }
 
 // installCollector puts fakevc's PropertyCollector in the place of vcsim's.
-func installCollector(reg *simulator.Registry, ref types.ManagedObjectReference) {
-	pc := &propertyCollector{}
-	pc.Self = ref
-	reg.Put(pc)
+// vcsim makes each session's instance of the singleton by the registered
+// object's type, so every session gets one of these.
+func installCollector(w *world) {
+	pc := &propertyCollector{w: w}
+	pc.Self = w.model.ServiceContent.PropertyCollector
+	w.reg.Put(pc)
 }
 
-func (pc *propertyCollector) CreatePropertyCollector(ctx *simulator.Context, c *types.CreatePropertyCollector) soap.HasFault {
-	return &methods.CreatePropertyCollectorBody{Res: &types.CreatePropertyCollectorResponse{
-		Returnval: ctx.Session.Put(&propertyCollector{}).Reference()}}
+// adoptCollector gives the session's instance of a collector its world, once
+// (vcsim makes the instance by reflection, with zero fields).
+func (e *extensions) adoptCollector(ctx *simulator.Context, ref types.ManagedObjectReference) {
+	if pc, ok := ctx.Session.Get(ref).(*propertyCollector); ok {
+		e.mu.Lock()
+		if pc.w == nil {
+			pc.w = e.w
+		}
+		e.mu.Unlock()
+	}
 }
+
+func (pc *propertyCollector) CreatePropertyCollector(ctx *simulator.Context, _ *types.CreatePropertyCollector) soap.HasFault {
+	made := &propertyCollector{w: pc.w}
+	made.Self.Type = "PropertyCollector" // vcsim names a moref's type after the Go type
+	return &methods.CreatePropertyCollectorBody{Res: &types.CreatePropertyCollectorResponse{
+		Returnval: ctx.Session.Put(made).Reference()}}
+}
+
+func (pc *propertyCollector) DestroyPropertyCollector(ctx *simulator.Context, c *types.DestroyPropertyCollector) soap.HasFault {
+	pc.cancelWaits()
+	pc.mu.Lock()
+	filters := pc.filters
+	pc.filters, pc.Filter = nil, nil
+	pc.mu.Unlock()
+	for _, f := range filters {
+		ctx.Session.Remove(ctx, f.Self)
+	}
+	key := ctx.Session.Key
+	pc.w.pager.drop(func(r *pendingResult) bool { return r.session != key || r.collector != c.This })
+	pc.w.ext.untrack(pc)
+	ctx.Session.Remove(ctx, c.This)
+	return &methods.DestroyPropertyCollectorBody{Res: &types.DestroyPropertyCollectorResponse{}}
+}
+
+// -- retrieval ----------------------------------------------------------------
 
 func (pc *propertyCollector) RetrievePropertiesEx(ctx *simulator.Context, r *types.RetrievePropertiesEx) soap.HasFault {
+	if r.Options.MaxObjects < 0 {
+		return &methods.RetrievePropertiesExBody{Fault_: simulator.Fault("maxObjects must be positive",
+			&types.InvalidArgument{InvalidProperty: "maxObjects"})}
+	}
 	specs, fault := traverse(ctx, r.SpecSet)
 	if fault != nil {
 		return &methods.RetrievePropertiesExBody{Fault_: simulator.Fault("", fault)}
 	}
-	req := *r
-	req.SpecSet = specs
-	body := pc.PropertyCollector.RetrievePropertiesEx(ctx, &req)
-	if b, ok := body.(*methods.RetrievePropertiesExBody); ok && b.Res != nil && b.Res.Returnval != nil {
-		sendUsage(ctx, b.Res.Returnval.Objects)
+	size := pc.w.pager.pageSize()
+	if m := r.Options.MaxObjects; m > 0 && m < size {
+		size = m
 	}
-	return body
+	all := *r
+	all.SpecSet = specs
+	all.Options.MaxObjects = 0 // vcsim returns everything; fakevc pages it
+	res := pc.PropertyCollector.RetrievePropertiesEx(ctx, &all)
+	if body, ok := res.(*methods.RetrievePropertiesExBody); ok && body.Res != nil && body.Res.Returnval != nil {
+		rv := body.Res.Returnval
+		sendUsage(ctx, rv.Objects)
+		rv.Objects, rv.Token = pc.w.pager.page(ctx.Session.Key, pc.Self, rv.Objects, size)
+	}
+	return res
 }
 
+// RetrieveProperties answers everything at once, as vCenter does.
 func (pc *propertyCollector) RetrieveProperties(ctx *simulator.Context, r *types.RetrieveProperties) soap.HasFault {
 	specs, fault := traverse(ctx, r.SpecSet)
 	if fault != nil {
@@ -72,194 +159,646 @@ func (pc *propertyCollector) RetrieveProperties(ctx *simulator.Context, r *types
 }
 
 func (pc *propertyCollector) ContinueRetrievePropertiesEx(ctx *simulator.Context, r *types.ContinueRetrievePropertiesEx) soap.HasFault {
-	body := pc.PropertyCollector.ContinueRetrievePropertiesEx(ctx, r)
-	if b, ok := body.(*methods.ContinueRetrievePropertiesExBody); ok && b.Res != nil {
-		sendUsage(ctx, b.Res.Returnval.Objects)
+	p := pc.w.pager.take(r.Token, ctx.Session.Key, pc.Self)
+	if p == nil {
+		return &methods.ContinueRetrievePropertiesExBody{Fault_: simulator.Fault(
+			"the token is not one this collector returned in this session, or it was used already",
+			&types.InvalidProperty{Name: "token"})}
 	}
-	return body
+	var res types.RetrieveResult
+	res.Objects, res.Token = pc.w.pager.page(p.session, p.collector, p.objects, p.size)
+	return &methods.ContinueRetrievePropertiesExBody{Res: &types.ContinueRetrievePropertiesExResponse{Returnval: res}}
 }
+
+// CancelRetrievePropertiesEx discards the rest of a paged result (vcsim
+// lacks the method).
+func (pc *propertyCollector) CancelRetrievePropertiesEx(ctx *simulator.Context, r *types.CancelRetrievePropertiesEx) soap.HasFault {
+	if pc.w.pager.take(r.Token, ctx.Session.Key, pc.Self) == nil {
+		return &methods.CancelRetrievePropertiesExBody{Fault_: simulator.Fault(
+			"the token is not one this collector returned in this session, or it was used already",
+			&types.InvalidProperty{Name: "token"})}
+	}
+	return &methods.CancelRetrievePropertiesExBody{Res: &types.CancelRetrievePropertiesExResponse{}}
+}
+
+// -- filters ------------------------------------------------------------------
 
 func (pc *propertyCollector) CreateFilter(ctx *simulator.Context, c *types.CreateFilter) soap.HasFault {
-	if recursive(c.Spec) {
-		specs, fault := traverse(ctx, []types.PropertyFilterSpec{c.Spec})
-		if fault != nil {
-			return &methods.CreateFilterBody{Fault_: simulator.Fault("", fault)}
-		}
-		req := *c
-		req.Spec = specs[0]
-		c = &req
+	if fault := checkSpec(c.Spec); fault != nil {
+		return &methods.CreateFilterBody{Fault_: simulator.Fault("", fault)}
 	}
-	return pc.PropertyCollector.CreateFilter(ctx, c)
+	f := &propertyFilter{pc: pc, refs: map[types.ManagedObjectReference]bool{}}
+	f.Spec, f.PartialUpdates = c.Spec, c.PartialUpdates
+	f.Self.Type = "PropertyFilter" // vcsim names a moref's type after the Go type
+	ref := ctx.Session.Put(f).Reference()
+	pc.mu.Lock()
+	pc.filters = append(pc.filters, f)
+	pc.Filter = append(pc.Filter, ref)
+	pc.mu.Unlock()
+	pc.w.ext.track(pc, ctx.Session.Key)
+	pc.touch()
+	return &methods.CreateFilterBody{Res: &types.CreateFilterResponse{Returnval: ref}}
 }
+
+func (f *propertyFilter) DestroyPropertyFilter(ctx *simulator.Context, c *types.DestroyPropertyFilter) soap.HasFault {
+	pc := f.pc
+	pc.mu.Lock()
+	pc.filters = slices.DeleteFunc(pc.filters, func(x *propertyFilter) bool { return x == f })
+	pc.Filter = slices.DeleteFunc(pc.Filter, func(r types.ManagedObjectReference) bool { return r == c.This })
+	pc.mu.Unlock()
+	ctx.Session.Remove(ctx, c.This)
+	return &methods.DestroyPropertyFilterBody{Res: &types.DestroyPropertyFilterResponse{}}
+}
+
+// -- changes --------------------------------------------------------------------
+
+// The registry's changes reach a collector through extensions (not as a
+// registry handler of its own: vcsim keys those by moref, which every
+// session's instance of the singleton shares).
+
+func (pc *propertyCollector) PutObject(_ *simulator.Context, obj mo.Reference) {
+	pc.note(obj.Reference(), nil)
+}
+
+func (pc *propertyCollector) UpdateObject(_ *simulator.Context, obj mo.Reference, changes []types.PropertyChange) {
+	pc.note(obj.Reference(), changes)
+}
+
+func (pc *propertyCollector) RemoveObject(_ *simulator.Context, ref types.ManagedObjectReference) {
+	pc.note(ref, nil)
+}
+
+// note records that ref changed (which properties, when known) and wakes a
+// waiting WaitForUpdatesEx.
+func (pc *propertyCollector) note(ref types.ManagedObjectReference, changes []types.PropertyChange) {
+	pc.mu.Lock()
+	if len(pc.filters) == 0 {
+		pc.mu.Unlock()
+		return
+	}
+	pc.dirty = true
+	if len(changes) > 0 {
+		if pc.changed == nil {
+			pc.changed = map[types.ManagedObjectReference]map[string]bool{}
+		}
+		names := pc.changed[ref]
+		if names == nil {
+			names = map[string]bool{}
+			pc.changed[ref] = names
+		}
+		for _, c := range changes {
+			names[c.Name] = true
+		}
+	}
+	sig := pc.signalLocked()
+	pc.mu.Unlock()
+	select {
+	case sig <- struct{}{}:
+	default:
+	}
+}
+
+// touch makes the next wait compute (a filter came).
+func (pc *propertyCollector) touch() {
+	pc.mu.Lock()
+	pc.dirty = true
+	sig := pc.signalLocked()
+	pc.mu.Unlock()
+	select {
+	case sig <- struct{}{}:
+	default:
+	}
+}
+
+func (pc *propertyCollector) signalLocked() chan struct{} {
+	if pc.signal == nil {
+		pc.signal = make(chan struct{}, 1)
+	}
+	return pc.signal
+}
+
+func (pc *propertyCollector) canceledLocked() chan struct{} {
+	if pc.canceled == nil {
+		pc.canceled = make(chan struct{})
+	}
+	return pc.canceled
+}
+
+// cancelWaits ends the waits in progress with RequestCanceled.
+func (pc *propertyCollector) cancelWaits() {
+	pc.mu.Lock()
+	if pc.canceled != nil {
+		close(pc.canceled)
+		pc.canceled = nil
+	}
+	pc.mu.Unlock()
+}
+
+func (pc *propertyCollector) CancelWaitForUpdates(*types.CancelWaitForUpdates) soap.HasFault {
+	pc.cancelWaits()
+	return &methods.CancelWaitForUpdatesBody{Res: &types.CancelWaitForUpdatesResponse{}}
+}
+
+// -- updates --------------------------------------------------------------------
+
+// maxObjectUpdates is vCenter's own limit on the object updates of one
+// answer ("PropertyCollector policy may still limit the total count").
+const maxObjectUpdates = 100
+
+// batchDelay lets changes that come together go out together.
+const batchDelay = 20 * time.Millisecond
 
 func (pc *propertyCollector) WaitForUpdatesEx(ctx *simulator.Context, r *types.WaitForUpdatesEx) soap.HasFault {
-	body := pc.PropertyCollector.WaitForUpdatesEx(ctx, r)
-	if b, ok := body.(*methods.WaitForUpdatesExBody); ok && b.Res != nil && b.Res.Returnval != nil {
-		sendUsageUpdates(ctx, b.Res.Returnval)
+	body := &methods.WaitForUpdatesExBody{}
+	var wait *int32
+	limit := maxObjectUpdates
+	if r.Options != nil {
+		wait = r.Options.MaxWaitSeconds
+		if m := r.Options.MaxObjectUpdates; m > 0 && m < maxObjectUpdates {
+			limit = int(m)
+		}
+		if (wait != nil && *wait < 0) || r.Options.MaxObjectUpdates < 0 {
+			body.Fault_ = simulator.Fault("maxWaitSeconds and maxObjectUpdates must not be negative",
+				&types.InvalidArgument{InvalidProperty: "options"})
+			return body
+		}
 	}
+	set, fault := pc.wait(ctx, r.Version, wait, limit)
+	if fault != nil {
+		body.Fault_ = simulator.Fault("", fault)
+		return body
+	}
+	body.Res = &types.WaitForUpdatesExResponse{Returnval: set}
 	return body
 }
 
+// WaitForUpdates is the deprecated form: it waits for as long as it takes.
 func (pc *propertyCollector) WaitForUpdates(ctx *simulator.Context, r *types.WaitForUpdates) soap.HasFault {
-	body := pc.PropertyCollector.WaitForUpdates(ctx, r)
-	if b, ok := body.(*methods.WaitForUpdatesBody); ok && b.Res != nil {
-		sendUsageUpdates(ctx, &b.Res.Returnval)
+	body := &methods.WaitForUpdatesBody{}
+	set, fault := pc.wait(ctx, r.Version, nil, maxObjectUpdates)
+	if fault != nil {
+		body.Fault_ = simulator.Fault("", fault)
+		return body
 	}
+	body.Res = &types.WaitForUpdatesResponse{Returnval: *set}
 	return body
 }
 
-// -- traversal --------------------------------------------------------------
+// CheckForUpdates is the deprecated form that does not wait.
+func (pc *propertyCollector) CheckForUpdates(ctx *simulator.Context, r *types.CheckForUpdates) soap.HasFault {
+	body := &methods.CheckForUpdatesBody{}
+	set, fault := pc.wait(ctx, r.Version, types.NewInt32(0), maxObjectUpdates)
+	if fault != nil {
+		body.Fault_ = simulator.Fault("", fault)
+		return body
+	}
+	body.Res = &types.CheckForUpdatesResponse{Returnval: set}
+	return body
+}
+
+// wait answers a WaitForUpdatesEx: version "" is the whole state of every
+// filter; another version, what changed since. maxWait nil waits until
+// there is something, 0 computes once, n waits up to n seconds; nil is
+// returned when nothing came.
+func (pc *propertyCollector) wait(ctx *simulator.Context, version string, maxWait *int32, limit int) (*types.UpdateSet, types.BaseMethodFault) {
+	pc.w.ext.track(pc, ctx.Session.Key) // so a reset ends the wait
+	pc.mu.Lock()
+	canceled := pc.canceledLocked()
+	pc.mu.Unlock()
+	var deadline <-chan time.Time
+	if maxWait != nil && *maxWait > 0 {
+		t := time.NewTimer(time.Duration(*maxWait) * time.Second)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for {
+		set, fault := pc.next(ctx, version == "", limit)
+		if fault != nil || set != nil {
+			return set, fault
+		}
+		version = "-" // the initial state was sent: from here, only changes
+		if maxWait != nil && *maxWait == 0 {
+			return nil, nil
+		}
+		pc.mu.Lock()
+		sig := pc.signalLocked()
+		pc.mu.Unlock()
+		select {
+		case <-canceled:
+			return nil, new(types.RequestCanceled)
+		case <-deadline:
+			return nil, nil
+		case <-sig:
+		}
+		select { // let changes that come together go out together
+		case <-canceled:
+			return nil, new(types.RequestCanceled)
+		case <-deadline:
+		case <-time.After(batchDelay):
+		}
+	}
+}
+
+// next is the next answer: the rest of a truncated one, else the changes
+// since the last (the whole state when initial); nil when there are none
+// (never nil when initial).
+func (pc *propertyCollector) next(ctx *simulator.Context, initial bool, limit int) (*types.UpdateSet, types.BaseMethodFault) {
+	pc.compute.Lock()
+	defer pc.compute.Unlock()
+	pc.mu.Lock()
+	if initial {
+		pc.pending = nil
+	}
+	if pc.pending != nil {
+		set := pc.pending
+		pc.pending = nil
+		pc.mu.Unlock()
+		return pc.page(set, limit), nil
+	}
+	changed, dirty := pc.changed, pc.dirty
+	pc.changed, pc.dirty = nil, false
+	filters := slices.Clone(pc.filters)
+	pc.mu.Unlock()
+
+	set := &types.UpdateSet{}
+	if dirty || initial {
+		for _, f := range filters {
+			fu, fault := f.updates(ctx, initial, changed)
+			if fault != nil {
+				return nil, fault
+			}
+			if len(fu.ObjectSet) > 0 {
+				set.FilterSet = append(set.FilterSet, fu)
+			}
+		}
+	}
+	if len(set.FilterSet) == 0 && !initial {
+		return nil, nil
+	}
+	return pc.page(set, limit), nil
+}
+
+// page numbers an answer and cuts it at limit object updates, keeping the
+// rest for the next call.
+func (pc *propertyCollector) page(set *types.UpdateSet, limit int) *types.UpdateSet {
+	n := 0
+	for i := range set.FilterSet {
+		objs := set.FilterSet[i].ObjectSet
+		if n+len(objs) <= limit {
+			n += len(objs)
+			continue
+		}
+		keep := limit - n
+		rest := &types.UpdateSet{FilterSet: []types.PropertyFilterUpdate{{Filter: set.FilterSet[i].Filter, ObjectSet: objs[keep:]}}}
+		rest.FilterSet = append(rest.FilterSet, set.FilterSet[i+1:]...)
+		set.FilterSet[i].ObjectSet = objs[:keep]
+		set.FilterSet = set.FilterSet[:i+1]
+		if keep == 0 {
+			set.FilterSet = set.FilterSet[:i]
+		}
+		set.Truncated = types.NewBool(true)
+		pc.mu.Lock()
+		pc.pending = rest
+		pc.mu.Unlock()
+		break
+	}
+	pc.mu.Lock()
+	pc.version++
+	set.Version = strconv.FormatInt(pc.version, 10)
+	pc.mu.Unlock()
+	return set
+}
+
+// updates is what the client of this filter has not been told: objects that
+// came into reach (enter, with every property the spec names), changed
+// properties of the others (modify, values read now), and objects that went
+// out of reach (leave). initial starts over: everything in reach enters.
+func (f *propertyFilter) updates(ctx *simulator.Context, initial bool,
+	changed map[types.ManagedObjectReference]map[string]bool) (types.PropertyFilterUpdate, types.BaseMethodFault) {
+	fu := types.PropertyFilterUpdate{Filter: f.Self}
+	if initial {
+		f.refs, f.sent = map[types.ManagedObjectReference]bool{}, nil
+	}
+	reach, fault := members(ctx, f.Spec)
+	if fault != nil {
+		return fu, fault
+	}
+	inReach := make(map[types.ManagedObjectReference]bool, len(reach))
+	var enter, modify []types.ManagedObjectReference
+	for _, ref := range reach {
+		inReach[ref] = true
+		switch {
+		case !f.refs[ref]:
+			enter = append(enter, ref)
+		case len(changed[ref]) > 0:
+			modify = append(modify, ref)
+		}
+	}
+	if len(enter) > 0 {
+		for _, o := range f.read(ctx, enter, nil) {
+			u := types.ObjectUpdate{Obj: o.Obj, Kind: types.ObjectUpdateKindEnter}
+			for _, p := range o.PropSet {
+				u.ChangeSet = append(u.ChangeSet, types.PropertyChange{Name: p.Name, Op: types.PropertyChangeOpAssign, Val: p.Val})
+			}
+			fu.ObjectSet = append(fu.ObjectSet, u)
+			f.refs[o.Obj] = true
+			f.sent = append(f.sent, o.Obj)
+		}
+	}
+	for _, ref := range modify {
+		paths := f.affected(ctx, ref, changed[ref])
+		if len(paths) == 0 {
+			continue
+		}
+		for _, o := range f.read(ctx, []types.ManagedObjectReference{ref}, paths) {
+			u := types.ObjectUpdate{Obj: o.Obj, Kind: types.ObjectUpdateKindModify}
+			got := map[string]any{}
+			for _, p := range o.PropSet {
+				got[p.Name] = p.Val
+			}
+			missing := map[string]bool{}
+			for _, m := range o.MissingSet {
+				missing[m.Path] = true
+			}
+			for _, path := range paths {
+				if !missing[path] { // an unset value is sent unset
+					u.ChangeSet = append(u.ChangeSet, types.PropertyChange{Name: path, Op: types.PropertyChangeOpAssign, Val: got[path]})
+				}
+			}
+			if len(u.ChangeSet) > 0 {
+				fu.ObjectSet = append(fu.ObjectSet, u)
+			}
+		}
+	}
+	kept := f.sent[:0]
+	for _, ref := range f.sent {
+		if inReach[ref] && f.refs[ref] {
+			kept = append(kept, ref)
+			continue
+		}
+		if f.refs[ref] {
+			delete(f.refs, ref)
+			fu.ObjectSet = append(fu.ObjectSet, types.ObjectUpdate{Obj: ref, Kind: types.ObjectUpdateKindLeave})
+		}
+	}
+	f.sent = kept
+	for i := range fu.ObjectSet {
+		u := &fu.ObjectSet[i]
+		for k := range u.ChangeSet {
+			u.ChangeSet[k].Val = usageValue(ctx, u.Obj, u.ChangeSet[k].Val)
+		}
+	}
+	return fu, nil
+}
+
+// read reads the spec's properties (or only paths) of objects, through
+// vcsim; objects gone meanwhile are left out.
+func (f *propertyFilter) read(ctx *simulator.Context, refs []types.ManagedObjectReference, paths []string) []types.ObjectContent {
+	spec := types.PropertyFilterSpec{PropSet: f.Spec.PropSet, ReportMissingObjectsInResults: types.NewBool(true)}
+	if paths != nil {
+		spec.PropSet = []types.PropertySpec{{Type: refs[0].Type, PathSet: paths}}
+	}
+	for _, ref := range refs {
+		spec.ObjectSet = append(spec.ObjectSet, types.ObjectSpec{Obj: ref, Skip: types.NewBool(false)})
+	}
+	res := f.pc.PropertyCollector.RetrievePropertiesEx(ctx, &types.RetrievePropertiesEx{SpecSet: []types.PropertyFilterSpec{spec}})
+	b, ok := res.(*methods.RetrievePropertiesExBody)
+	if !ok || b.Res == nil || b.Res.Returnval == nil {
+		return nil
+	}
+	return b.Res.Returnval.Objects
+}
+
+// affected are the paths of the spec, for ref's type, that the changed
+// property names touch: the same property, one inside it or one it is
+// inside. With all=true, the changed top-level properties.
+func (f *propertyFilter) affected(ctx *simulator.Context, ref types.ManagedObjectReference, names map[string]bool) []string {
+	obj := lookup(ctx, ref)
+	if obj == nil {
+		return nil
+	}
+	var out []string
+	add := func(p string) {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	for _, ps := range f.Spec.PropSet {
+		if ps.Type != ref.Type && !ofType(obj, ps.Type) {
+			continue
+		}
+		if isTrue(ps.All) {
+			for n := range names {
+				if top := strings.FieldsFunc(n, func(r rune) bool { return r == '.' || r == '[' }); len(top) > 0 {
+					add(top[0])
+				}
+			}
+			continue
+		}
+		for _, p := range ps.PathSet {
+			for n := range names {
+				if related(p, n) {
+					add(p)
+					break
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// related tells whether two property paths name the same property or one
+// lies inside the other ("summary" and "summary.quickStats.overallCpuUsage";
+// "config.hardware.device[4000]" and "config.hardware.device").
+func related(a, b string) bool {
+	a, _, _ = strings.Cut(a, "[")
+	b, _, _ = strings.Cut(b, "[")
+	return a == b || strings.HasPrefix(a, b+".") || strings.HasPrefix(b, a+".")
+}
+
+// -- traversal ----------------------------------------------------------------
 
 func isTrue(b *bool) bool { return b != nil && *b }
 
-// recursive tells whether a selection spec of the filter spec can select
-// itself again by name (the only way a traversal can loop).
-func recursive(spec types.PropertyFilterSpec) bool {
-	named := map[string]*types.TraversalSpec{}
-	var collect func([]types.BaseSelectionSpec)
-	collect = func(sel []types.BaseSelectionSpec) {
+// checkSpec refuses a filter spec that names a selection spec it does not
+// define (as vCenter does, whatever the inventory).
+func checkSpec(spec types.PropertyFilterSpec) types.BaseMethodFault {
+	named := map[string]bool{}
+	var uses []string
+	var walk func([]types.BaseSelectionSpec, int)
+	walk = func(sel []types.BaseSelectionSpec, depth int) {
+		if depth > 64 {
+			return
+		}
 		for _, s := range sel {
+			if s == nil {
+				continue
+			}
 			if ts, ok := s.(*types.TraversalSpec); ok {
 				if ts.Name != "" {
-					if _, seen := named[ts.Name]; seen {
-						continue
-					}
-					named[ts.Name] = ts
+					named[ts.Name] = true
 				}
-				collect(ts.SelectSet)
+				walk(ts.SelectSet, depth+1)
+			} else {
+				uses = append(uses, s.GetSelectionSpec().Name)
 			}
 		}
 	}
 	for _, o := range spec.ObjectSet {
-		collect(o.SelectSet)
+		walk(o.SelectSet, 0)
 	}
-	// A spec loops when, from one named spec, its selections lead back to
-	// its name.
-	for name, ts := range named {
-		seen := map[string]bool{}
-		stack := []*types.TraversalSpec{ts}
-		for len(stack) > 0 {
-			t := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			for _, s := range t.SelectSet {
-				next, ok := s.(*types.TraversalSpec)
-				n := s.GetSelectionSpec().Name
-				if !ok {
-					next = named[n]
-				}
-				if n == name {
-					return true
-				}
-				if next != nil && !seen[n+"\x00"+next.Path] {
-					seen[n+"\x00"+next.Path] = true
-					stack = append(stack, next)
-				}
-			}
+	for _, n := range uses {
+		if !named[n] {
+			return &types.InvalidArgument{InvalidProperty: "selectSet: no TraversalSpec named " + n}
 		}
 	}
-	return false
+	return nil
 }
 
 // traverse replaces each filter spec's selection specs by the objects they
-// reach, as vCenter selects them: a TraversalSpec applies to objects of its
-// type or a subtype; an object is reported unless the spec that reached it
-// says skip; each object is followed once per spec, without recursion.
+// reach, as vCenter selects them (see reach). A spec without selection specs
+// is left to vcsim as it is.
 func traverse(ctx *simulator.Context, specs []types.PropertyFilterSpec) ([]types.PropertyFilterSpec, types.BaseMethodFault) {
 	out := make([]types.PropertyFilterSpec, len(specs))
 	for i, spec := range specs {
 		out[i] = spec
-		selects := false
-		for _, o := range spec.ObjectSet {
-			selects = selects || len(o.SelectSet) > 0
-		}
-		if !selects {
+		if !slices.ContainsFunc(spec.ObjectSet, func(o types.ObjectSpec) bool { return len(o.SelectSet) > 0 }) {
 			continue
 		}
-		named := map[string]*types.TraversalSpec{}
-		var name func([]types.BaseSelectionSpec)
-		name = func(sel []types.BaseSelectionSpec) {
-			for _, s := range sel {
-				if ts, ok := s.(*types.TraversalSpec); ok && ts.Name != "" && named[ts.Name] == nil {
-					named[ts.Name] = ts
-					name(ts.SelectSet)
-				} else if ok {
-					name(ts.SelectSet)
-				}
-			}
+		if fault := checkSpec(spec); fault != nil {
+			return nil, fault
 		}
-		for _, o := range spec.ObjectSet {
-			name(o.SelectSet)
+		refs, fault := reach(ctx, spec)
+		if fault != nil {
+			return nil, fault
 		}
-
-		var objects []types.ObjectSpec
-		reported := map[types.ManagedObjectReference]bool{}
-		report := func(ref types.ManagedObjectReference) {
-			if !reported[ref] {
-				reported[ref] = true
-				objects = append(objects, types.ObjectSpec{Obj: ref, Skip: types.NewBool(false)})
-			}
+		out[i].ObjectSet = nil
+		for _, ref := range refs {
+			out[i].ObjectSet = append(out[i].ObjectSet, types.ObjectSpec{Obj: ref, Skip: types.NewBool(false)})
 		}
-		type step struct {
-			ref types.ManagedObjectReference
-			sel []types.BaseSelectionSpec
-		}
-		type visit struct {
-			ref  types.ManagedObjectReference
-			spec *types.TraversalSpec
-		}
-		visited := map[visit]bool{}
-		for _, o := range spec.ObjectSet {
-			if lookup(ctx, o.Obj) == nil {
-				// vcsim answers for a missing root (a fault, or a missing
-				// object when the spec asks for one).
-				objects = append(objects, types.ObjectSpec{Obj: o.Obj, Skip: types.NewBool(false)})
-				continue
-			}
-			if !isTrue(o.Skip) {
-				report(o.Obj)
-			}
-			stack := []step{{o.Obj, o.SelectSet}}
-			for len(stack) > 0 {
-				cur := stack[len(stack)-1]
-				stack = stack[:len(stack)-1]
-				obj := lookup(ctx, cur.ref)
-				if obj == nil {
-					continue
-				}
-				// Last pushed is first followed: push in reverse to keep the specs' order.
-				var next []step
-				for _, s := range cur.sel {
-					ts, ok := s.(*types.TraversalSpec)
-					if !ok {
-						ts = named[s.GetSelectionSpec().Name]
-						if ts == nil {
-							return nil, &types.InvalidArgument{InvalidProperty: "selectSet: no TraversalSpec named " + s.GetSelectionSpec().Name}
-						}
-					}
-					if !ofType(obj, ts.Type) || visited[visit{cur.ref, ts}] {
-						continue
-					}
-					visited[visit{cur.ref, ts}] = true
-					for _, ref := range refsAt(ctx, cur.ref, obj, ts.Path) {
-						if !isTrue(ts.Skip) {
-							report(ref)
-						}
-						next = append(next, step{ref, ts.SelectSet})
-					}
-				}
-				for j := len(next) - 1; j >= 0; j-- {
-					stack = append(stack, next[j])
-				}
-			}
-		}
-		out[i].ObjectSet = objects
+		// An object reached may be gone by the time vcsim reads it: it is
+		// left out, not a fault (the roots were checked).
+		out[i].ReportMissingObjectsInResults = types.NewBool(true)
 	}
 	return out, nil
 }
 
+// members are the objects a filter spec selects whose type the spec reads:
+// those a filter reports.
+func members(ctx *simulator.Context, spec types.PropertyFilterSpec) ([]types.ManagedObjectReference, types.BaseMethodFault) {
+	refs, fault := reach(ctx, spec)
+	if fault != nil {
+		return nil, fault
+	}
+	out := refs[:0]
+	for _, ref := range refs {
+		obj := lookup(ctx, ref)
+		if obj == nil {
+			continue
+		}
+		if slices.ContainsFunc(spec.PropSet, func(p types.PropertySpec) bool { return p.Type == ref.Type || ofType(obj, p.Type) }) {
+			out = append(out, ref)
+		}
+	}
+	return out, nil
+}
+
+// reach is the objects a filter spec selects, in order: a root unless its
+// spec says skip, and what the traversal specs lead to. A TraversalSpec
+// applies to objects of its type or a subtype; an object is reported unless
+// every spec that reached it says skip; each object is followed once per
+// spec, without recursion. A missing root is a fault unless the spec asks
+// for missing objects to be reported (then it is left out).
+func reach(ctx *simulator.Context, spec types.PropertyFilterSpec) ([]types.ManagedObjectReference, types.BaseMethodFault) {
+	named := map[string]*types.TraversalSpec{}
+	var name func([]types.BaseSelectionSpec)
+	name = func(sel []types.BaseSelectionSpec) {
+		for _, s := range sel {
+			if ts, ok := s.(*types.TraversalSpec); ok && ts != nil {
+				if ts.Name != "" && named[ts.Name] == nil {
+					named[ts.Name] = ts
+				} else if ts.Name != "" {
+					continue // seen: its selections were named then
+				}
+				name(ts.SelectSet)
+			}
+		}
+	}
+	for _, o := range spec.ObjectSet {
+		name(o.SelectSet)
+	}
+
+	var objects []types.ManagedObjectReference
+	reported := map[types.ManagedObjectReference]bool{}
+	report := func(ref types.ManagedObjectReference) {
+		if !reported[ref] {
+			reported[ref] = true
+			objects = append(objects, ref)
+		}
+	}
+	type step struct {
+		ref types.ManagedObjectReference
+		sel []types.BaseSelectionSpec
+	}
+	type visit struct {
+		ref  types.ManagedObjectReference
+		spec *types.TraversalSpec
+	}
+	visited := map[visit]bool{}
+	for _, o := range spec.ObjectSet {
+		if lookup(ctx, o.Obj) == nil {
+			if isTrue(spec.ReportMissingObjectsInResults) {
+				continue
+			}
+			return nil, &types.ManagedObjectNotFound{Obj: o.Obj}
+		}
+		if !isTrue(o.Skip) {
+			report(o.Obj)
+		}
+		stack := []step{{o.Obj, o.SelectSet}}
+		for len(stack) > 0 {
+			cur := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			obj := lookup(ctx, cur.ref)
+			if obj == nil {
+				continue
+			}
+			// Last pushed is first followed: push in reverse to keep the specs' order.
+			var next []step
+			for _, s := range cur.sel {
+				if s == nil {
+					continue
+				}
+				ts, ok := s.(*types.TraversalSpec)
+				if !ok || ts == nil {
+					ts = named[s.GetSelectionSpec().Name]
+					if ts == nil {
+						return nil, &types.InvalidArgument{InvalidProperty: "selectSet: no TraversalSpec named " + s.GetSelectionSpec().Name}
+					}
+				}
+				if !ofType(obj, ts.Type) || visited[visit{cur.ref, ts}] {
+					continue
+				}
+				visited[visit{cur.ref, ts}] = true
+				for _, ref := range refsAt(ctx, obj, ts.Path) {
+					if !isTrue(ts.Skip) {
+						report(ref)
+					}
+					next = append(next, step{ref, ts.SelectSet})
+				}
+			}
+			for j := len(next) - 1; j >= 0; j-- {
+				stack = append(stack, next[j])
+			}
+		}
+	}
+	return objects, nil
+}
+
 // lookup finds an object in the caller's session (views, collectors) or the
 // inventory.
-func lookup(ctx *simulator.Context, ref types.ManagedObjectReference) any {
+func lookup(ctx *simulator.Context, ref types.ManagedObjectReference) mo.Reference {
 	if ctx.Session != nil {
 		if obj := ctx.Session.Get(ref); obj != nil {
 			return obj
@@ -282,10 +821,11 @@ func ofType(obj any, name string) bool {
 	return ok && f.Anonymous
 }
 
-// refsAt reads the references at a property path of an object, under its lock.
-func refsAt(ctx *simulator.Context, ref types.ManagedObjectReference, obj any, path string) []types.ManagedObjectReference {
+// refsAt reads the references at a property path of an object, under its
+// lock (a session's view is locked by the same key its updates take).
+func refsAt(ctx *simulator.Context, obj mo.Reference, path string) []types.ManagedObjectReference {
 	var out []types.ManagedObjectReference
-	read := func() {
+	ctx.WithLock(obj, func() {
 		v, ok := fieldByPath(obj, path)
 		if !ok {
 			return
@@ -298,18 +838,13 @@ func refsAt(ctx *simulator.Context, ref types.ManagedObjectReference, obj any, p
 				out = []types.ManagedObjectReference{*x}
 			}
 		case []types.ManagedObjectReference:
-			out = append([]types.ManagedObjectReference(nil), x...)
+			out = slices.Clone(x)
 		}
-	}
-	if ctx.Map.Get(ref) != nil {
-		ctx.WithLock(ref, read)
-	} else {
-		read() // a session object (a view): vcsim does not lock those either
-	}
+	})
 	return out
 }
 
-// -- a connected host's usage, 0 included ------------------------------------
+// -- a connected host's usage, 0 included ---------------------------------------
 
 // HostListSummaryQuickStats is vim25's type of that name as vCenter sends it
 // for a connected host: its CPU and memory usage always present, 0 included
@@ -356,7 +891,7 @@ func hostConnected(ctx *simulator.Context, ref types.ManagedObjectReference) boo
 		return false
 	}
 	connected := false
-	ctx.WithLock(ref, func() { connected = h.Runtime.ConnectionState == types.HostSystemConnectionStateConnected })
+	ctx.WithLock(h, func() { connected = h.Runtime.ConnectionState == types.HostSystemConnectionStateConnected })
 	return connected
 }
 
@@ -365,17 +900,6 @@ func sendUsage(ctx *simulator.Context, objects []types.ObjectContent) {
 		for j := range objects[i].PropSet {
 			p := &objects[i].PropSet[j]
 			p.Val = usageValue(ctx, objects[i].Obj, p.Val)
-		}
-	}
-}
-
-func sendUsageUpdates(ctx *simulator.Context, set *types.UpdateSet) {
-	for i := range set.FilterSet {
-		for j := range set.FilterSet[i].ObjectSet {
-			u := &set.FilterSet[i].ObjectSet[j]
-			for k := range u.ChangeSet {
-				u.ChangeSet[k].Val = usageValue(ctx, u.Obj, u.ChangeSet[k].Val)
-			}
 		}
 	}
 }

@@ -27,24 +27,15 @@ type extensions struct {
 	sessions map[types.ManagedObjectReference][]*simulator.Registry
 	w        *world
 
-	// collectors are the PropertyCollectors that have waited for updates:
-	// a reset ends their waits, and changes made without Registry.Update are
-	// sent to them directly.
-	collectors map[*simulator.PropertyCollector]string // -> the session key it belongs to
-	// registered is the per-session instance of the singleton
-	// PropertyCollector that vcsim has registered for updates. vcsim keys its
-	// registry handlers by moref, and every session's instance of the
-	// singleton has the singleton's moref: registering one unregisters the
-	// one before, which then never hears of a change again (vcsim bug: with
-	// two sessions in WaitForUpdatesEx on the default collector, only the
-	// last to start receives updates). fakevc forwards every change to the
-	// other instances itself.
-	registered *simulator.PropertyCollector
+	// collectors are the PropertyCollectors with a filter, by the session
+	// they belong to: the registry's changes, and those made without
+	// Registry.Update, are sent to them (collector.go).
+	collectors map[*propertyCollector]string
 }
 
 func newExtensions(w *world) *extensions {
 	return &extensions{sessions: map[types.ManagedObjectReference][]*simulator.Registry{}, w: w,
-		collectors: map[*simulator.PropertyCollector]string{}}
+		collectors: map[*propertyCollector]string{}}
 }
 
 // extension is a wrapper that adds the SOAP methods it names.
@@ -66,6 +57,12 @@ func (e *extensions) wrap(obj mo.Reference) extension {
 		return &virtualMachine{o, e.w}
 	case *mo.ComputeResource:
 		return &computeResource{o, e.w}
+	case *simulator.Datacenter:
+		return &datacenter{o, e.w}
+	case *simulator.ResourcePool:
+		return &resourcePool{o, e.w}
+	case *simulator.Datastore:
+		return &datastore{o, e.w}
 	}
 	return nil
 }
@@ -80,8 +77,19 @@ func (e *extensions) handle(ctx *simulator.Context, m *simulator.Method) (mo.Ref
 		ctx.Context = context.Background()
 	}
 	ctx.Context = context.WithValue(ctx.Context, methodKey{}, m.Name)
+	if f := malformedRequest(m); f != nil {
+		return nil, f
+	}
+	if f := anonymousFault(ctx, m); f != nil {
+		return nil, f
+	}
+	if f := checkNames(ctx, m); f != nil {
+		return nil, f
+	}
 	if ctx.Session != nil {
-		e.trackCollector(ctx, m)
+		if m.This.Type == "PropertyCollector" {
+			e.adoptCollector(ctx, m.This)
+		}
 	}
 	obj := ctx.Map.Get(m.This)
 	w := e.wrap(obj)
@@ -112,44 +120,18 @@ func (e *extensions) handle(ctx *simulator.Context, m *simulator.Method) (mo.Ref
 	return w, nil
 }
 
-// trackCollector notes the collectors that wait for updates (see
-// extensions.registered).
-func (e *extensions) trackCollector(ctx *simulator.Context, m *simulator.Method) {
-	var initial bool
-	switch req := m.Body.(type) {
-	case *types.WaitForUpdatesEx:
-		initial = req.Version == ""
-	case *types.WaitForUpdates:
-		initial = req.Version == ""
-	case *types.CheckForUpdates:
-		initial = req.Version == ""
-	case *types.DestroyPropertyCollector:
-	default:
-		return
-	}
-	var pc *simulator.PropertyCollector
-	switch x := ctx.Session.Get(m.This).(type) {
-	case *propertyCollector:
-		pc = &x.PropertyCollector
-	case *simulator.PropertyCollector:
-		pc = x
-	default:
-		return
-	}
-	singleton := m.This == e.w.model.ServiceContent.PropertyCollector
+// track makes a collector hear of changes (it has a filter).
+func (e *extensions) track(pc *propertyCollector, session string) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if m.Name == "DestroyPropertyCollector" {
-		delete(e.collectors, pc)
-		if singleton {
-			e.registered = nil // vcsim unregisters whichever instance held the moref
-		}
-		return
-	}
-	e.collectors[pc] = ctx.Session.Key
-	if singleton && initial {
-		e.registered = pc
-	}
+	e.collectors[pc] = session
+	e.mu.Unlock()
+}
+
+// untrack forgets a destroyed collector.
+func (e *extensions) untrack(pc *propertyCollector) {
+	e.mu.Lock()
+	delete(e.collectors, pc)
+	e.mu.Unlock()
 }
 
 // prune forgets the collectors of sessions that ended, which would
@@ -164,42 +146,23 @@ func (e *extensions) prune(live []types.UserSession) {
 	for pc, key := range e.collectors {
 		if !keys[key] {
 			delete(e.collectors, pc)
-			if e.registered == pc {
-				e.registered = nil
-			}
 		}
-	}
-}
-
-// forward hands a registry change to the instances of the singleton
-// collector that vcsim does not notify.
-func (e *extensions) forward(f func(pc *simulator.PropertyCollector)) {
-	ref := e.w.model.ServiceContent.PropertyCollector
-	e.mu.Lock()
-	var pcs []*simulator.PropertyCollector
-	for pc := range e.collectors {
-		if pc != e.registered && pc.Self == ref {
-			pcs = append(pcs, pc)
-		}
-	}
-	e.mu.Unlock()
-	for _, pc := range pcs {
-		f(pc)
 	}
 }
 
 // collectorList is a snapshot of the known collectors, to call outside the lock.
-func (e *extensions) collectorList() []*simulator.PropertyCollector {
+func (e *extensions) collectorList() []*propertyCollector {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	pcs := make([]*simulator.PropertyCollector, 0, len(e.collectors))
+	pcs := make([]*propertyCollector, 0, len(e.collectors))
 	for pc := range e.collectors {
 		pcs = append(pcs, pc)
 	}
 	return pcs
 }
 
-// notifyAll tells every collector about changes made without Registry.Update.
+// notifyAll tells every collector about changes made without Registry.Update
+// (fidelity.go sends those made with it).
 func (e *extensions) notifyAll(ctx *simulator.Context, obj mo.Reference, changes []types.PropertyChange) {
 	for _, pc := range e.collectorList() {
 		pc.UpdateObject(ctx, obj, changes)
@@ -221,6 +184,6 @@ func (e *extensions) forget(ctx *simulator.Context, ref types.ManagedObjectRefer
 // as CancelWaitForUpdates does), so no long poll outlives its world.
 func (e *extensions) cancelWaits() {
 	for _, pc := range e.collectorList() {
-		pc.CancelWaitForUpdates(&types.CancelWaitForUpdates{This: pc.Self})
+		pc.cancelWaits()
 	}
 }

@@ -53,7 +53,9 @@ func (f *fidelity) PutObject(ctx *simulator.Context, obj mo.Reference) {
 		s.Config.Entity = &self
 		o.Summary = &s
 	}
-	f.ext.forward(func(pc *simulator.PropertyCollector) { pc.PutObject(ctx, obj) })
+	for _, pc := range f.ext.collectorList() {
+		pc.PutObject(ctx, obj)
+	}
 	f.d.touch(ctx)
 }
 
@@ -69,7 +71,9 @@ func (f *fidelity) UpdateObject(ctx *simulator.Context, obj mo.Reference, change
 			}
 		}
 	}
-	f.ext.forward(func(pc *simulator.PropertyCollector) { pc.UpdateObject(ctx, obj, changes) })
+	for _, pc := range f.ext.collectorList() {
+		pc.UpdateObject(ctx, obj, changes)
+	}
 	f.d.touch(ctx)
 }
 
@@ -109,6 +113,8 @@ func (f *fidelity) task(ctx *simulator.Context, t *mo.Task, changes []types.Prop
 func (f *fidelity) RemoveObject(ctx *simulator.Context, ref types.ManagedObjectReference) {
 	f.d.creating.Delete(ref)
 	f.ext.forget(ctx, ref)
-	f.ext.forward(func(pc *simulator.PropertyCollector) { pc.RemoveObject(ctx, ref) })
+	for _, pc := range f.ext.collectorList() {
+		pc.RemoveObject(ctx, ref)
+	}
 	f.d.touch(ctx)
 }

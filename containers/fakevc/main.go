@@ -22,24 +22,23 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
 )
 
-// passwordEnv names the variable holding the password; a flag would show it
-// in the process list.
-const passwordEnv = "FAKEVC_PASSWORD"
-
 type options struct {
-	listen    string
-	topology  string
-	stateDir  string
-	username  string
-	parentPID int
-	trace     bool
-	version   bool
+	listen       string
+	topology     string
+	stateDir     string
+	username     string
+	passwordFile string
+	parentPID    int
+	lifeline     string
+	trace        bool
+	version      bool
 }
 
 func main() {
@@ -47,8 +46,11 @@ func main() {
 	flag.StringVar(&o.listen, "listen", "127.0.0.1:0", "loopback `address` to serve on (port 0 picks a free port)")
 	flag.StringVar(&o.topology, "topology", "", "normalized topology `file` (JSON, written by conformance/topology.py)")
 	flag.StringVar(&o.stateDir, "state-dir", "", "`dir` for cert.pem, key.pem, ready.json and trace.log")
-	flag.StringVar(&o.username, "username", "user", "the one user that may log in; its password comes from $"+passwordEnv)
+	flag.StringVar(&o.username, "username", "user", "the one user that may log in")
+	flag.StringVar(&o.passwordFile, "password-file", "", "`file` (mode 0600) holding the user's password (required)")
 	flag.IntVar(&o.parentPID, "parent-pid", 0, "exit when the process with this `pid` is gone (0: never)")
+	flag.StringVar(&o.lifeline, "lifeline", "", "exit when the last writer of this named pipe (`fifo`) closes it: the process that started fakevc "+
+		"holds it open for as long as it lives (works across pid namespaces, unlike -parent-pid)")
 	flag.BoolVar(&o.trace, "trace", false, "write SOAP traffic to trace.log in the state dir")
 	flag.BoolVar(&o.version, "version", false, "print versions as JSON and exit")
 	flag.Parse()
@@ -76,6 +78,32 @@ func versions() map[string]string {
 	return v
 }
 
+// readPassword reads the password from a file only its owner may read. The
+// password never comes from the environment (docker inspect shows it) nor
+// from a flag (ps shows it), and there is no default: a fake vCenter that
+// anyone may log in to with a well-known password is not started.
+func readPassword(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("-password-file is required (a file, mode 0600, holding the password)")
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("-password-file: %v", err)
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("-password-file %s: mode %04o lets others read it; chmod 600 it", path, info.Mode().Perm())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("-password-file: %v", err)
+	}
+	password := strings.TrimRight(string(data), "\r\n")
+	if password == "" {
+		return "", fmt.Errorf("-password-file %s is empty", path)
+	}
+	return password, nil
+}
+
 func checkLoopback(listen string) error {
 	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
@@ -94,9 +122,9 @@ func run(o options) error {
 	if err := checkLoopback(o.listen); err != nil {
 		return err
 	}
-	password, ok := os.LookupEnv(passwordEnv)
-	if !ok {
-		password = "pass"
+	password, err := readPassword(o.passwordFile)
+	if err != nil {
+		return err
 	}
 	topo, err := loadTopology(o.topology)
 	if err != nil {
@@ -107,7 +135,8 @@ func run(o options) error {
 		return fmt.Errorf("TLS certificate: %v", err)
 	}
 	if o.trace {
-		f, err := os.Create(filepath.Join(o.stateDir, "trace.log"))
+		// The trace holds every SOAP body, logins included: for the owner's eyes only.
+		f, err := os.OpenFile(filepath.Join(o.stateDir, "trace.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			return err
 		}
@@ -128,7 +157,9 @@ func run(o options) error {
 	srv := &http.Server{
 		Handler:           fv,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: headerTimeout, // the body's own deadline is set per request (frontdoor.go)
+		MaxHeaderBytes:    maxHeaderBytes,
+		IdleTimeout:       idleTimeout,
 		ErrorLog:          log.New(io.Discard, "", 0), // clients that hang up mid-call are no news
 	}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
@@ -148,7 +179,12 @@ func run(o options) error {
 		return err
 	}
 
-	orphaned := waitForStop(o.parentPID)
+	lifeline, err := openLifeline(o.lifeline)
+	if err != nil {
+		_ = srv.Close()
+		return err
+	}
+	orphaned := waitForStop(o.parentPID, lifeline)
 	closeWithin(srv, 2*time.Second)
 	if orphaned {
 		// Nobody is left to clean up after us: the state dir was made for this run alone.
@@ -173,15 +209,38 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path) // readers never see a half-written file
 }
 
+// openLifeline starts watching the lifeline pipe (none: a channel that never
+// closes); the channel closes once no process holds the pipe open for writing.
+func openLifeline(path string) (<-chan struct{}, error) {
+	gone := make(chan struct{})
+	if path == "" {
+		return gone, nil
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		return nil, fmt.Errorf("-lifeline %s: expected a named pipe (mkfifo) that the parent holds open for writing", path)
+	}
+	go func() {
+		defer close(gone)
+		f, err := os.Open(path) // the writer already holds it open: this does not block
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		_, _ = io.Copy(io.Discard, f) // EOF: the last writer has gone
+	}()
+	return gone, nil
+}
+
 // waitForStop returns on SIGINT or SIGTERM, or once the parent process is gone
-// (so a killed test run never leaves a simulator behind); it reports which.
-func waitForStop(parentPID int) (orphaned bool) {
+// or has closed the lifeline (so a killed test run never leaves a simulator
+// behind); it reports which.
+func waitForStop(parentPID int, lifeline <-chan struct{}) (orphaned bool) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -190,6 +249,8 @@ func waitForStop(parentPID int) (orphaned bool) {
 		select {
 		case <-sig:
 			return false
+		case <-lifeline:
+			return true
 		case <-tick.C:
 			if parentPID > 0 && !alive(parentPID) {
 				return true

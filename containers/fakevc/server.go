@@ -28,18 +28,20 @@ type fakevc struct {
 	gen     atomic.Int64
 	resetMu sync.Mutex
 
+	usage *counters // calls, response bytes and server time (counters.go)
+
 	mu             sync.Mutex
-	total          int64
-	calls          map[string]int64
 	latency        map[string]time.Duration
 	taskDelays     map[string]int
 	sessionTimeout time.Duration
 
+	limits
 	conn connFaults
 }
 
 func newFakevc(topo *Topology, username, password string) (*fakevc, error) {
-	s := &fakevc{topo: topo, username: username, password: password}
+	s := &fakevc{topo: topo, username: username, password: password, usage: newCounters(),
+		limits: limits{maxBody: defaultMaxBody, bodyTimeout: defaultBodyTimeout}}
 	s.clearControls()
 	w, err := newWorld(topo, s.userinfo())
 	if err != nil {
@@ -55,8 +57,8 @@ func (s *fakevc) userinfo() *url.Userinfo { return url.UserPassword(s.username, 
 // connection fault and the call counters (faults live in the world and go
 // with it).
 func (s *fakevc) clearControls() {
+	s.usage.clear()
 	s.mu.Lock()
-	s.total, s.calls = 0, map[string]int64{}
 	s.latency = map[string]time.Duration{}
 	s.taskDelays = map[string]int{}
 	s.sessionTimeout = 0
@@ -88,33 +90,30 @@ func (s *fakevc) close() {
 }
 
 func (s *fakevc) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	defer s.recoverPanic(rw, r)
 	if strings.HasPrefix(r.URL.Path, controlPrefix) {
 		s.control(rw, r)
 		return
 	}
-	if serveWSDL(rw, r) {
+	body, ok := s.readBody(rw, r)
+	if !ok {
 		return
 	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	w := s.world.Load()
 	if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, "/sdk") {
 		w.handler.ServeHTTP(rw, r)
 		return
 	}
-	body, err := io.ReadAll(r.Body)
-	_ = r.Body.Close()
-	if err != nil {
-		http.Error(rw, "cannot read request", http.StatusBadRequest)
-		return
-	}
 	method := soapMethod(body)
 	body = zonedTimes(body, method)
 	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	key := ""
+	if c, err := r.Cookie(soap.SessionCookieName); err == nil {
+		key = c.Value
+	}
 
 	s.mu.Lock()
-	s.total++
-	if method != "" {
-		s.calls[method]++
-	}
 	delay, ok := s.latency[method]
 	if !ok {
 		delay = s.latency["*"]
@@ -134,14 +133,12 @@ func (s *fakevc) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	key := ""
-	if c, err := r.Cookie(soap.SessionCookieName); err == nil {
-		key = c.Value
-	}
+	out := &xsiWriter{ResponseWriter: s.usage.call(rw, method, key)}
 	w.expireIdle(timeout, key)
 	// Derived figures match the facts before any call can read them.
 	w.d.syncIfDirty()
-	w.handler.ServeHTTP(rw, r)
+	w.handler.ServeHTTP(out, r)
+	out.finish()
 	w.done(key)
 }
 

@@ -3,10 +3,13 @@
 package main
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
@@ -68,9 +71,11 @@ func TestUsageFollowsTheVMLifeCycle(t *testing.T) {
 
 	must(object.NewVirtualMachine(c.Client, vm).PowerOn(bg))
 	on := readUsage(t, fv, c, vm)
-	// 2 vCPUs at the host's 2,000 MHz, 4,096 MB; the swap file is memory less the 1,024 MB reservation.
-	want := usage{hostCPU: 4000, hostMemMB: 4096, clusterCPU: 4000, clusterMemMB: 4096, poolCPU: 4000,
-		poolMemBytes: 4096 << 20, dsFree: 502*gib - 3072<<20, dsUncommitted: 20 * gib, vmCPU: 4000, vmMemMB: 4096}
+	// 2 vCPUs at the host's 2,000 MHz; 4,096 MB and the VM's overhead consumed; the swap file is memory
+	// less the 1,024 MB reservation.
+	consumed := int32(4096 + vmOverheadMB(2, 4096))
+	want := usage{hostCPU: 4000, hostMemMB: consumed, clusterCPU: 4000, clusterMemMB: consumed, poolCPU: 4000,
+		poolMemBytes: int64(consumed) << 20, dsFree: 502*gib - 3072<<20, dsUncommitted: 20 * gib, vmCPU: 4000, vmMemMB: consumed}
 	if on != want {
 		t.Errorf("after PowerOn\n got %+v\nwant %+v", on, want)
 	}
@@ -87,7 +92,7 @@ func TestUsageFollowsTheVMLifeCycle(t *testing.T) {
 	if p.Runtime.Cpu.MaxUsage != 48000 || *p.Config.CpuAllocation.Reservation != 48000 || *p.Config.MemoryAllocation.Limit != 192*1024 {
 		t.Errorf("root pool cpu %+v, config %+v", p.Runtime.Cpu, p.Config)
 	}
-	if qs := p.Summary.GetResourcePoolSummary().QuickStats; qs.OverallCpuUsage != 4000 || qs.HostMemoryUsage != 4096 {
+	if qs := p.Summary.GetResourcePoolSummary().QuickStats; qs.OverallCpuUsage != 4000 || qs.HostMemoryUsage != int64(consumed) {
 		t.Errorf("root pool quickStats: %+v", qs)
 	}
 
@@ -98,5 +103,48 @@ func TestUsageFollowsTheVMLifeCycle(t *testing.T) {
 	must(object.NewVirtualMachine(c.Client, vm).Destroy(bg))
 	if gone := readUsage(t, fv, c, types.ManagedObjectReference{}); gone != idle {
 		t.Errorf("after Destroy\n got %+v\nwant %+v", gone, idle)
+	}
+}
+
+// A filter on a datastore's free space hears every change, also those vcsim
+// writes itself (it adds a removed disk's size back without telling filters).
+func TestFreeSpaceChangesReachFilters(t *testing.T) {
+	must := tasks{t}.must
+	fv, c := serve(t, testTopology())
+	ds := ref(t, fv, "Datastore", "shared")
+	var before mo.Datastore
+	retrieve(t, c, ds, []string{"summary.freeSpace"}, &before)
+	vm, f := createVM(t, fv, c, "C0", nil, vmSpec("disk", "shared", 1, 4096, disk{gb: 8}))
+	if f != nil {
+		t.Fatal(faultText(f))
+	}
+	must(object.NewVirtualMachine(c.Client, vm).PowerOn(bg))
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	watching, done := make(chan struct{}), make(chan error, 1)
+	var heard []int64
+	go func() {
+		done <- property.Wait(ctx, property.DefaultCollector(c.Client), ds, []string{"summary.freeSpace"},
+			func(changes []types.PropertyChange) bool {
+				for _, ch := range changes {
+					if v, ok := ch.Val.(int64); ok {
+						heard = append(heard, v)
+					}
+				}
+				if len(heard) == 1 {
+					close(watching) // the filter exists and has sent the current value
+				}
+				return len(heard) > 1 && heard[len(heard)-1] == before.Summary.FreeSpace
+			})
+	}()
+	select {
+	case <-watching:
+	case err := <-done:
+		t.Fatalf("wait ended before the destroy: %v", err)
+	}
+	must(object.NewVirtualMachine(c.Client, vm).PowerOff(bg))
+	must(object.NewVirtualMachine(c.Client, vm).Destroy(bg))
+	if err := <-done; err != nil {
+		t.Errorf("free space heard %v, never back at %d: %v", heard, before.Summary.FreeSpace, err)
 	}
 }

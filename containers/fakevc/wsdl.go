@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"path"
 	"reflect"
 	"sort"
 	"strings"
@@ -32,23 +33,16 @@ var wsdlFiles = sync.OnceValue(func() map[string][]byte {
 	return map[string][]byte{"vimService.wsdl": vimServiceWSDL(), "vim.wsdl": vimWSDL()}
 })
 
-// serveWSDL answers GET /sdk/vimService.wsdl and /sdk/vim.wsdl; false for any
-// other request. vCenter serves them without a session.
-func serveWSDL(rw http.ResponseWriter, r *http.Request) bool {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return false
-	}
-	name, ok := strings.CutPrefix(r.URL.Path, "/sdk/")
-	if !ok {
-		return false
-	}
-	doc, ok := wsdlFiles()[name]
-	if !ok {
-		return false
+// serveWSDL answers GET (and HEAD) of /sdk/vimService.wsdl and /sdk/vim.wsdl
+// (world.serveMux routes them here). vCenter serves them without a session.
+func serveWSDL(rw http.ResponseWriter, r *http.Request) {
+	doc, ok := wsdlFiles()[path.Base(r.URL.Path)]
+	if !ok || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		http.NotFound(rw, r)
+		return
 	}
 	rw.Header().Set("Content-Type", "text/xml; charset=utf-8")
-	http.ServeContent(rw, r, name, time.Time{}, bytes.NewReader(doc))
-	return true
+	http.ServeContent(rw, r, path.Base(r.URL.Path), time.Time{}, bytes.NewReader(doc))
 }
 
 const wsdlHeader = `<?xml version="1.0" encoding="UTF-8"?>` + "\n"
