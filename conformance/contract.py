@@ -26,6 +26,7 @@ __all__ = [
     "Resources",
     "SpawnFailed",
     "VCenterUnavailable",
+    "fault_report_bound",
     "node_name",
 ]
 
@@ -73,6 +74,11 @@ class DriverConfig:
     matches it (``re.fullmatch``: ``nfs01`` is not ``nfs010``; write ``nfs01.*`` for a prefix).
     ``resource_pool``, when set, is a pool path below each managed
     cluster's root pool (``nova``, ``tenants/nova``) that spawns go to instead of the root pool.
+    ``vcenter_timeout_s`` is the operator's bound on vCenter's silence: how long the driver waits for any one
+    answer (connecting included) before it gives that attempt up. vCenter never holds a call unanswered for
+    long: reads answer in seconds even for large inventories, and a long poll (WaitForUpdatesEx) lasts at
+    most the maxWaitSeconds the driver asks for, which it keeps below this. FAULT-05 bounds every driver call
+    by it while vCenter refuses, resets or stalls connections (``fault_report_bound``).
     """
 
     url: str
@@ -84,6 +90,14 @@ class DriverConfig:
     datastore_regex: str | None = None
     service_id: str = "compute-0"
     resource_pool: str | None = None
+    vcenter_timeout_s: float = 30.0
+
+
+def fault_report_bound(config: DriverConfig) -> float:
+    """FAULT-05: the longest one driver call may take, in seconds, while vCenter refuses, resets or stalls
+    connections, before it answers rightly or raises VCenterUnavailable: three attempts that each wait the
+    configured timeout (a sane retry policy), and 10 s for connecting and backing off between them."""
+    return 3 * config.vcenter_timeout_s + 10.0
 
 
 @dataclass(frozen=True)
@@ -164,7 +178,7 @@ class ComputeDriver(abc.ABC):
         """Keep the configuration. May connect to vCenter; must not raise for a cluster that is missing.
 
         Raises AuthenticationFailed or VCenterUnavailable when it connects and cannot (an unreachable or
-        untrusted vCenter included), within 60 s: never retries forever.
+        untrusted vCenter included), within ``fault_report_bound(config)``: never retries forever.
         """
         self.config = config
 
@@ -182,8 +196,8 @@ class ComputeDriver(abc.ABC):
         A configured cluster that does not exist is left out with a warning, never an error. Standalone
         hosts and resource pools are never nodes. Raises VCenterUnavailable if a refresh cannot read
         vCenter; a driver that reads vCenter only in get_available_resource may answer from what it knows,
-        but never with a wrong node set. Every call returns (or raises) within 60 s, also when vCenter
-        refuses, resets or never answers connections.
+        but never with a wrong node set. Every call returns (or raises) within ``fault_report_bound``, also
+        when vCenter refuses, resets or never answers connections.
         """
 
     @abc.abstractmethod
@@ -193,7 +207,7 @@ class ComputeDriver(abc.ABC):
         Raises NodeNotFound for a name that is not a current node, and VCenterUnavailable when the figures
         cannot be read fresh (the last refresh failed, or vCenter fails now): never zeros or older figures
         in place of fresh ones, whatever the failure (a vSphere fault, a refused, reset or stalled
-        connection), and within 60 s.
+        connection), and within ``fault_report_bound``.
         """
 
     @abc.abstractmethod

@@ -10,6 +10,7 @@ optional)::
     datastore_regex = "^(nfs|vsan)-.*"                # datastores whose name matches (whole name)
     service_id = "compute-eu-1"                       # this service's identity among several
     resource_pool = "nova"                            # spawn into <cluster>/Resources/nova, not the root pool
+    vcenter_timeout_s = 30                            # seconds of vCenter's silence that fail an attempt
     username = "svc-nova@vsphere.local"               # or from $VCENTER_USERNAME (see username_env)
     password_file = "/run/secrets/vcenter"            # or from $VCENTER_PASSWORD (see password_env)
 
@@ -36,9 +37,10 @@ __all__ = ["ConfigError", "check_config", "load_config"]
 DEFAULT_USERNAME_ENV = "VCENTER_USERNAME"
 DEFAULT_PASSWORD_ENV = "VCENTER_PASSWORD"
 SERVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-KEYS = {"url": str, "clusters": list, "ca_file": str, "insecure": bool, "datastore_regex": str,
-        "service_id": str, "resource_pool": str, "username": str, "username_env": str, "password_env": str,
-        "password_file": str}
+KEYS: dict[str, type | tuple[type, ...]] = {
+    "url": str, "clusters": list, "ca_file": str, "insecure": bool, "datastore_regex": str, "service_id": str,
+    "resource_pool": str, "vcenter_timeout_s": (int, float), "username": str, "username_env": str,
+    "password_env": str, "password_file": str}
 
 
 class ConfigError(DriverError, ValueError):
@@ -70,6 +72,9 @@ def check_config(config: DriverConfig) -> None:
                               f"({e.msg})") from None
     if not SERVICE_ID.fullmatch(config.service_id):
         raise ConfigError(f"service_id: expected 1-64 letters, digits, '.', '_' or '-', got {config.service_id!r}")
+    if not 0 < config.vcenter_timeout_s <= 3600:
+        raise ConfigError(f"vcenter_timeout_s: expected seconds above 0 and at most 3600, got "
+                          f"{config.vcenter_timeout_s!r}")
     pool = config.resource_pool
     if pool is not None and (not pool.strip("/") or pool.startswith("/")):
         raise ConfigError(f"resource_pool: expected a pool path below each cluster's root pool "
@@ -92,8 +97,10 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> D
     for key, value in raw.items():
         if key not in KEYS:
             raise ConfigError(f"{p}: {key}: unknown key (known: {', '.join(KEYS)})")
-        if not isinstance(value, KEYS[key]):
-            raise ConfigError(f"{p}: {key}: expected a {KEYS[key].__name__}, got {type(value).__name__}")
+        kind = KEYS[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            expected = "number" if isinstance(kind, tuple) else kind.__name__
+            raise ConfigError(f"{p}: {key}: expected a {expected}, got {type(value).__name__}")
     for key in ("url", "clusters"):
         if key not in raw:
             raise ConfigError(f"{p}: {key}: required")
@@ -124,7 +131,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> D
         url=raw["url"], username=username, password=password, clusters=tuple(clusters),
         ca_file=relative("ca_file"), insecure=raw.get("insecure", False),
         datastore_regex=raw.get("datastore_regex"), service_id=raw.get("service_id", "compute-0"),
-        resource_pool=raw.get("resource_pool"))
+        resource_pool=raw.get("resource_pool"), vcenter_timeout_s=float(raw.get("vcenter_timeout_s", 30.0)))
     try:
         check_config(config)
     except ConfigError as e:

@@ -599,10 +599,13 @@ class StaleFiguresOnConnectionErrors(Mutant):
 
 
 class WaitsForeverForAnswers(Mutant):
-    """Sets no socket timeout: a vCenter that accepts a call and never answers holds the driver for ever."""
+    """Ignores vcenter_timeout_s and sets no socket timeout (as Nova does): a vCenter that accepts a call and
+    never answers holds the driver for ever."""
 
     targets = ("FAULT-05",)
-    http_timeout_s = None
+
+    def _socket_timeout(self) -> float | None:
+        return None
 
 
 class RetriesUnreachableForever(Mutant):

@@ -9,8 +9,15 @@ from typing import Any
 
 import pytest
 
-from conformance.checks.common import within
-from conformance.contract import AuthenticationFailed, ComputeDriver, DriverError, Instance, node_name
+from conformance.checks.common import FAULT_TIMEOUT_S, within
+from conformance.contract import (
+    AuthenticationFailed,
+    ComputeDriver,
+    DriverError,
+    Instance,
+    fault_report_bound,
+    node_name,
+)
 from conformance.fixtures import Site
 from conformance.oracle import Oracle
 
@@ -21,11 +28,14 @@ Make = Callable[..., ComputeDriver]
 def test_untrusted_certificate_is_refused(make_driver: Make, site: Site) -> None:
     if site.vcenter.backend == "external":
         pytest.skip("needs a vCenter whose certificate the system store does not trust (the fake one)")
-    def start() -> list[str]:
-        return make_driver(ca_file=None, insecure=False).get_available_nodes(refresh=True)
-
-    try:  # bounded: a driver that retries the refused connection for ever fails here, not hangs the run
-        got = within("with an untrusted certificate, the driver's start and first refresh", start)
+    # Bounded as FAULT-05 bounds any call (a certificate does not become trusted by retrying): a driver that
+    # retries the refused connection for ever fails here, rather than hang the run.
+    overrides: dict[str, Any] = {"ca_file": None, "insecure": False, "vcenter_timeout_s": FAULT_TIMEOUT_S}
+    limit = fault_report_bound(site.config(**overrides))
+    when = "with an untrusted certificate"
+    try:
+        d = within(f"{when}, the driver's constructor", lambda: make_driver(**overrides), limit)
+        got = within(f"{when}, the first refresh", lambda: d.get_available_nodes(refresh=True), limit)
     except DriverError:
         return
     pytest.fail(f"with no CA bundle and insecure unset, the driver accepted an untrusted certificate and "
