@@ -27,6 +27,10 @@ TOPOLOGY    ?= fixtures/topologies/standard.yaml
 REPORT_DIR  ?= build/conformance
 PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
+SEED        ?= $(if $(filter vcconform_nova:NovaDriver,$(DRIVER)),$(NOVA_SEED))
+# The install stamp names the extras it installed: asking for other extras installs again.
+comma       := ,
+INSTALLED   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 export VCCONFORM_FAKEVC_BINARY := $(CURDIR)/$(FAKEVC)
 
@@ -40,7 +44,7 @@ help:
 	@echo "make simulator  build the fake vCenter ($(FAKEVC), govmomi $(GOVMOMI))"
 	@echo "make image      build the FROM-scratch image $(IMAGE_REPO):$(GOVMOMI)-<binary hash>"
 
-$(VENV)/.installed: pyproject.toml
+$(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
 	touch $@
@@ -63,18 +67,18 @@ image: $(FAKEVC)
 		| grep -vxF -e '$(IMAGE)' -e '<none>:<none>' | xargs -r docker rmi >/dev/null 2>&1 || true
 	@docker image prune --force --filter label=vcconform.checkout=$(CHECKOUT) >/dev/null 2>&1 || true
 
-conformance: $(VENV)/.installed $(FAKEVC)
+conformance: $(INSTALLED) $(FAKEVC)
 	@if [ "$(BACKEND)" = container ]; then $(MAKE) --no-print-directory image; fi
 	$(VENV)/bin/vcconform run --driver '$(DRIVER)' --vcsim-backend $(BACKEND) --topology '$(TOPOLOGY)' \
-		--report-dir $(REPORT_DIR) $(PYTEST_ARGS)
+		--report-dir $(REPORT_DIR) $(if $(SEED),--seed $(SEED)) $(PYTEST_ARGS)
 
 # A certification run: no mandatory check may skip; the report records seed, versions and topology hashes.
-certify: $(VENV)/.installed $(FAKEVC)
+certify: $(INSTALLED) $(FAKEVC)
 	@if [ "$(BACKEND)" = container ]; then $(MAKE) --no-print-directory image; fi
 	$(VENV)/bin/vcconform run --certify --driver '$(DRIVER)' --vcsim-backend $(BACKEND) --topology '$(TOPOLOGY)' \
 		--report-dir build/certification $(if $(SEED),--seed $(SEED)) $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed
+lint: $(INSTALLED)
 	$(VENV)/bin/ruff check conformance driver_under_test tests bench drivers
 	$(VENV)/bin/mypy
 	cd $(FAKEVC_DIR) && test -z "$$(gofmt -l .)" && go vet ./...
@@ -89,34 +93,34 @@ FUZZ_TIME ?= 15s
 go-fuzz:
 	cd $(FAKEVC_DIR) && go test -run '^$$' -fuzz '^FuzzSOAP$$' -fuzztime $(FUZZ_TIME) -fuzzminimizetime 10x .
 
-test: $(VENV)/.installed $(FAKEVC) lint go-test go-fuzz
+test: $(INSTALLED) $(FAKEVC) lint go-test go-fuzz
 	@if $(PY) -c 'import sys; from conformance.harness import docker_available as d; r = d(); print(r or ""); sys.exit(1 if r else 0)' >/dev/null; then \
 		$(MAKE) --no-print-directory image; \
 	else \
 		echo "NOTE: no Docker engine answers: the container-backend tests will be SKIPPED (start dockerd to run them)"; \
 	fi
 	$(VENV)/bin/pytest tests -n $(TEST_WORKERS) $(PYTEST_ARGS)
-	@if $(PY) -c 'import vcconform_nova' 2>/dev/null; then $(MAKE) --no-print-directory nova-conformance; else \
+	@if $(PY) -c 'import nova.virt.vmwareapi, oslo_vmware' 2>/dev/null; then $(MAKE) --no-print-directory nova-conformance; else \
 		echo "NOTE: the [nova] extra is not installed: the bounded Nova run is SKIPPED (make test EXTRAS=dev,nova)"; fi
 
 # The bounded Nova run of CI: a fixed seed and the requirements whose checks are quick for Nova; it passes
 # when every failure is explained in drivers/nova/vcconform_nova/explanations.yaml (Nova's verdict is not
 # ours to decide). The whole run is `make conformance DRIVER=nova` (see docs/results/).
-nova-conformance: $(VENV)/.installed $(FAKEVC)
+nova-conformance: $(INSTALLED) $(FAKEVC)
 	-$(VENV)/bin/vcconform run --driver vcconform_nova:NovaDriver --report-dir build/nova-ci --seed $(NOVA_SEED) \
 		--requirement NODE-01 --requirement RES-02 --requirement RES-07 --requirement FAULT-02 -q
 	$(PY) -m vcconform_nova.resultpage build/nova-ci/report.json --explained
 
 # Benchmarks write their results under bench/results/ (committed); `make bench` needs Docker for the
 # container figures and says so in the results when it is missing.
-bench: $(VENV)/.installed $(FAKEVC)
+bench: $(INSTALLED) $(FAKEVC)
 	@if $(PY) -c 'from conformance.harness import docker_available as d; raise SystemExit(1 if d() else 0)'; then \
 		$(MAKE) --no-print-directory image; fi
 	$(PY) bench/startup.py
 	$(PY) bench/refresh.py
 	$(PY) bench/scale.py
 
-selftest: $(VENV)/.installed $(FAKEVC)
+selftest: $(INSTALLED) $(FAKEVC)
 	$(VENV)/bin/pytest tests/test_selftest.py $(PYTEST_ARGS)
 
 clean:

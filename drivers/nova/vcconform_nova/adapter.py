@@ -16,6 +16,12 @@ as a service of its own. The adapter translates and never fixes:
   refused credentials: AuthenticationFailed; unknown instance: InstanceNotFound; others: DriverError with
   Nova's class and text), never by what the check wants.
 
+All drivers share one process: each VMwareVCDriver builds its own oslo.vmware session and suds client, about
+40 MB and 2.5 s of CPU on a 2-core machine (bench/results/nova.json), so the adapter runs at most
+``VCCONFORM_NOVA_MAX_CLUSTERS`` clusters (default 16: their start stays within the suite's 60 s bound on a
+driver's constructor) and refuses more with a DriverError saying so: with one nova-compute per cluster,
+that is the most one adapter runs, not a limit of Nova's.
+
 A cluster whose driver cannot start (Nova raises from its constructor, e.g. a cluster it does not find) has
 no node; the adapter logs Nova's error at WARNING and starts it again at the next refresh, as a supervisor
 restarts a failed nova-compute. Nova's own log records reach Python logging under their own names.
@@ -51,7 +57,7 @@ from conformance.contract import (
     VCenterUnavailable,
 )
 
-__all__ = ["NovaDriver", "NovaError", "nova_version"]
+__all__ = ["DEFAULT_MAX_CLUSTERS", "NovaDriver", "NovaError", "max_clusters", "nova_version"]
 
 LOG = logging.getLogger(__name__)
 RESOURCE_KEYS = ("vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used",
@@ -59,6 +65,8 @@ RESOURCE_KEYS = ("vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used
 #: Nova options the adapter sets beyond the connection (see docs/results and the README of this package):
 #: a short task poll interval keeps a run short; it changes no outcome.
 VMWARE_OPTIONS = {"task_poll_interval": 0.1}
+#: The most clusters (VMwareVCDriver instances) one adapter runs, unless VCCONFORM_NOVA_MAX_CLUSTERS says.
+DEFAULT_MAX_CLUSTERS = 16
 _live: set[subprocess.Popen[bytes]] = set()
 
 
@@ -71,6 +79,31 @@ def nova_version() -> str:
 
 class NovaError(DriverError):
     """A Nova exception with no closer meaning in the contract; names Nova's class."""
+
+
+def max_clusters() -> int:
+    """VCCONFORM_NOVA_MAX_CLUSTERS, or DEFAULT_MAX_CLUSTERS; a value that is no whole number above 0 is a
+    DriverError naming it."""
+    raw = os.environ.get("VCCONFORM_NOVA_MAX_CLUSTERS", "")
+    if not raw:
+        return DEFAULT_MAX_CLUSTERS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DriverError(f"VCCONFORM_NOVA_MAX_CLUSTERS={raw!r}: expected a whole number above 0")
+    return value
+
+
+def check_cluster_count(clusters: tuple[str, ...]) -> None:
+    """DriverError when more clusters are configured than one adapter runs (see the module docstring)."""
+    n, limit = len(dict.fromkeys(clusters)), max_clusters()
+    if n > limit:
+        raise DriverError(
+            f"{n} clusters configured; this adapter runs at most {limit} VMwareVCDriver instances in one "
+            f"process (each about 40 MB and 2.5 s of CPU to start: Nova manages one cluster per driver); "
+            f"set VCCONFORM_NOVA_MAX_CLUSTERS to allow more")
 
 
 def _translate(error: dict[str, Any], what: str) -> DriverError:
@@ -190,6 +223,7 @@ class NovaDriver(ComputeDriver):
 
     def __init__(self, config: DriverConfig) -> None:
         super().__init__(config)
+        check_cluster_count(config.clusters)
         u = urllib.parse.urlsplit(config.url)
         if u.scheme != "https" or not u.hostname:
             raise DriverError(f"vCenter URL {config.url!r}: expected https://host[:port]/sdk")
@@ -243,6 +277,7 @@ class NovaDriver(ComputeDriver):
             raise _translate(f.error, what) from None
 
     def reconfigure(self, config: DriverConfig) -> None:
+        check_cluster_count(config.clusters)
         super().reconfigure(config)
         gone = [e for e in self._services if e not in config.clusters]
         for entry in gone:  # an operator stops the nova-compute of a cluster it gives away
