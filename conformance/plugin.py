@@ -462,8 +462,10 @@ class _Session:
         finally:
             self._disarm()
 
-    @pytest.hookimpl(specname="pytest_runtest_setup", trylast=True)
-    def skip_undeclared_capability(self, item: pytest.Item) -> None:
+    # pytest registers only methods named pytest_*: the specname alone is not enough. tryfirst: a check that
+    # will not run builds no driver.
+    @pytest.hookimpl(specname="pytest_runtest_setup", tryfirst=True)
+    def pytest_runtest_setup_capabilities(self, item: pytest.Item) -> None:
         """Optional checks run only for drivers that declare the capability they need."""
         declared = getattr(self.driver_class, "capabilities", {}) or {}
         for m in item.iter_markers("capability"):

@@ -15,7 +15,9 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 
 from conformance.contract import AuthenticationFailed, DriverConfig, Instance
 from driver_under_test.reference import ReferenceDriver
@@ -75,6 +77,17 @@ class RaisesInConstructor(ReferenceDriver):
 
 class NotADriver:
     """Has none of the contract's methods."""
+
+
+class WithoutNotifications(ReferenceDriver):
+    """Declares no update_notifications (and counts its constructions): CHURN-06 must skip, building no
+    driver."""
+
+    capabilities: ClassVar[Mapping[str, bool]] = {"placement_inventory": True}
+
+    def __init__(self, config: DriverConfig) -> None:
+        Path(os.environ["VCCONFORM_TEST_MARK"]).touch()
+        super().__init__(config)
 
 
 class KillsItsWorker(ReferenceDriver):

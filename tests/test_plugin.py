@@ -62,6 +62,15 @@ def test_certify_refuses_to_skip_a_mandatory_check(tmp_path: Path) -> None:
     assert code == 1
 
 
+def test_an_undeclared_capability_skips_its_check_before_any_driver_is_built(tmp_path: Path) -> None:
+    mark = tmp_path / "built"
+    _, report, _ = run(tmp_path, "--driver", "tests.broken_drivers:WithoutNotifications", "--requirement", "CHURN-06",
+                       env={"VCCONFORM_TEST_MARK": str(mark)})
+    [check] = report["checks"]
+    assert check["outcome"] == "skipped" and "update_notifications" in check["message"], check
+    assert not mark.exists(), "a driver was built for a check that skips"
+
+
 def test_reports_hold_matrix_versions_and_html(tmp_path: Path) -> None:
     _, report, out = run(tmp_path, "--requirement", "NODE-01", "--requirement", "RES-04")
     assert set(report["capability_matrix"]) == {"NODE", "RES", "SPAWN", "CHURN", "FAULT", "SEC", "EFF"}
