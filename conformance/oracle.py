@@ -144,8 +144,10 @@ class Inventory:
         therefore in memory_mb_used). RES-05: memory_mb_used is the sum of those hosts'
         quickStats.overallMemoryUsage: the hypervisor's share plus each running VM's consumed memory (its
         memory and overhead), not the VMs' configured memory. RES-02: local_gb and local_gb_used come from
-        the cluster's usable datastores that match the filter, each counted once, summed in bytes and then
-        floored to GiB. docs/driver.md says why, figure by figure.
+        the cluster's usable datastores that match the filter, each counted once, summed in bytes: local_gb
+        is the capacity floored to GiB, local_gb_used is local_gb less the free space floored to GiB, so
+        that what placement sees free (local_gb - local_gb_used) is never more than is free. docs/driver.md
+        says why, figure by figure.
         """
         hosts = [h for h in cluster.hosts if h.schedulable]
         stores = [d for d in cluster.datastores
@@ -155,7 +157,7 @@ class Inventory:
                 "memory_mb": sum(h.memory_bytes for h in hosts) // MIB,
                 "memory_mb_used": sum(h.memory_used_mb for h in hosts),
                 "local_gb": capacity // GIB,
-                "local_gb_used": (capacity - sum(d.free for d in stores)) // GIB}
+                "local_gb_used": capacity // GIB - sum(d.free for d in stores) // GIB}
 
     @staticmethod
     def largest_host(cluster: ClusterFacts, datastore_regex: str | None = None) -> dict[str, int]:

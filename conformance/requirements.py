@@ -91,7 +91,8 @@ REQUIREMENTS: dict[str, Requirement] = {r.id: r for r in [
         "RES-02", MANDATORY,
         "Every node reports local_gb and local_gb_used from its cluster's usable datastores, each counted once",
         "A datastore shared by several hosts (or clusters) is one pool of disk: counting it per host "
-        "multiplies capacity. Usable means accessible and not in maintenance mode."),
+        "multiplies capacity. Usable means accessible and not in maintenance mode. local_gb_used is local_gb "
+        "less the free space floored to GiB: what placement then sees free is never more than is free."),
     Requirement(
         "RES-03", MANDATORY,
         "A node's figures follow host add, remove, move, maintenance and connection changes after a refresh",

@@ -503,7 +503,7 @@ class ReferenceDriver(ComputeDriver):
             local_gb=local_gb,
             vcpus_used=0,  # as Nova's driver: the resource tracker counts its instances' vCPUs itself
             memory_mb_used=sum(h.get("summary.quickStats.overallMemoryUsage") or 0 for h in hosts),
-            local_gb_used=(capacity - sum(d.freeSpace for d in stores)) // GIB,
+            local_gb_used=local_gb - sum(d.freeSpace for d in stores) // GIB,  # free never overstated
             hypervisor_type="VMware vCenter Server",
             hypervisor_version=self._hypervisor_version,
             hypervisor_hostname=nodename,

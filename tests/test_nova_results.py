@@ -33,6 +33,31 @@ def test_an_explained_failure_names_its_kind_and_source() -> None:
     assert "### RES-07: deliberate stricter requirement" in text and "Rationale (catalogue)" in text
 
 
+def test_the_snapshot_keeps_what_the_page_needs_and_no_paths() -> None:
+    report = _report({"RES-02": "failed"})
+    report["environment"] = {"topologies": {"standard": {"file": "/home/someone/standard.yaml", "sha256": "ab"}}}
+    report["reproduce"] = {"seed": 13, "arguments": ["--report-dir=/home/someone/out"],
+                           "topologies": {"standard": {"file": "/home/someone/standard.yaml", "sha256": "ab"}}}
+    kept = resultpage.snapshot(report)
+    assert "/home/someone" not in json.dumps(kept)
+    assert kept["reproduce"] == {"seed": 13, "topologies": {"standard": "ab"}}
+    explained = resultpage.explanations()
+    assert resultpage.render(kept, explained) == resultpage.render(report, explained)
+
+
+def test_a_partial_run_must_agree_with_the_committed_outcomes(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    committed = _report({"RES-02": "failed"})
+    monkeypatch.setattr(resultpage, "snapshot_path", lambda report: tmp_path / "nova.report.json")
+    (tmp_path / "nova.report.json").write_text(json.dumps(resultpage.snapshot(committed)))
+    now = _report({"RES-07": "failed"})
+    for r in now["requirements"]:
+        if r["id"] not in ("RES-02", "RES-07", "NODE-01"):
+            r["status"] = "not run"
+    assert resultpage.agrees_with_snapshot(now) == [
+        "RES-02: passed now, failed on the committed page", "RES-07: failed now, passed on the committed page"]
+
+
 @pytest.mark.parametrize("report", sorted(RESULTS.glob("nova-*.report.json")), ids=lambda p: p.name)
 def test_the_committed_page_is_current(report: Path) -> None:
     data = json.loads(report.read_text())

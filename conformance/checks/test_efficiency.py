@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from conformance.budgets import BYTES_PER_REFRESH, BYTES_PER_SPAWN, CALLS_PER_REFRESH, EFFICIENCY_SIZES
-from conformance.contract import ComputeDriver, DriverConfig, Instance
+from conformance.contract import ComputeDriver, DriverConfig, DriverError, Instance
 from conformance.fixtures import Site, construct
 from conformance.harness import start_simulator
 from conformance.plugin import setting
@@ -23,8 +23,9 @@ SIZES = EFFICIENCY_SIZES
 REFRESHES = 3  # measured full refreshes per size: calls and bytes are the largest, time the median
 SPAWN_SIZE = 10  # the size whose site also measures one spawn
 
-#: Measured costs by driver class and backend: the two checks share one measurement per worker.
-_measured: dict[tuple[type[ComputeDriver], str], dict[str, Any]] = {}
+#: Measured costs by driver class and backend: the two checks share one measurement per worker (and a
+#: driver's refusal of a size: the second check fails alike, without measuring again).
+_measured: dict[tuple[type[ComputeDriver], str], dict[str, Any] | DriverError] = {}
 
 
 def clusters_topology(n: int) -> Topology:
@@ -93,8 +94,15 @@ def measured(driver_class: type[ComputeDriver], site: Site, pytestconfig: pytest
     backend = setting(pytestconfig, "--vcsim-backend") or "process"
     key = (driver_class, backend)
     if key not in _measured:
-        _measured[key] = {str(n): _measure_size(driver_class, backend, n) for n in SIZES}
-    return _measured[key]
+        try:
+            _measured[key] = {str(n): _measure_size(driver_class, backend, n) for n in SIZES}
+        except DriverError as e:
+            _measured[key] = e
+            raise
+    got = _measured[key]
+    if isinstance(got, DriverError):
+        raise got
+    return got
 
 
 def _record(evidence: dict[str, Any], sizes: dict[str, Any]) -> None:

@@ -12,7 +12,8 @@ as a service of its own. The adapter translates and never fixes:
   ``update_provider_tree`` as the resource tracker does; ``spawn`` boots without an image (Nova creates the
   VM with no root disk and powers it on: no image service is needed) and, when Nova's spawn fails, calls
   ``destroy`` as Nova's compute manager does (``_build_resources`` -> ``_shutdown_instance``);
-- errors: Nova's exceptions become the contract's by their meaning (connection errors: VCenterUnavailable;
+- errors: Nova's exceptions become the contract's by their meaning (connection errors, Nova's and those of
+  the WSDL download, an untrusted certificate among them: VCenterUnavailable;
   refused credentials: AuthenticationFailed; unknown instance: InstanceNotFound; others: DriverError with
   Nova's class and text), never by what the check wants.
 
@@ -116,6 +117,11 @@ def _translate(error: dict[str, Any], what: str) -> DriverError:
     if names & {"InstanceNotFound"}:
         return InstanceNotFound(message)
     if names & {"VimConnectionException", "VimSessionOverLoadException", "VimAttributeException"}:
+        return VCenterUnavailable(message)
+    # vCenter not reached at all (refused, reset, timed out, an untrusted certificate): Nova's constructor
+    # raises these from the WSDL download (requests) before oslo.vmware's login runs.
+    if set(types) & {"requests.exceptions.RequestException", "builtins.ConnectionError", "builtins.TimeoutError",
+                     "ssl.SSLError", "http.client.HTTPException"}:
         return VCenterUnavailable(message)
     if names & {"VimException", "VimFaultException"}:
         return VCenterUnavailable(message)
@@ -242,7 +248,11 @@ class NovaDriver(ComputeDriver):
         self._services: dict[str, str] = {}  # configured entry -> cluster_name, for the drivers that started
         self._nodes: dict[str, str] = {}  # node -> configured entry, as of the last refresh
         self._placed: dict[str, str] = {}  # instance uuid -> configured entry (the compute manager's record)
-        self._sync_services()
+        try:
+            self._sync_services()
+        except BaseException:
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return f"NovaDriver({self.config.url!r}, clusters={list(self.config.clusters)!r})"
