@@ -685,8 +685,10 @@ func traverse(ctx *simulator.Context, specs []types.PropertyFilterSpec) ([]types
 }
 
 // members are the objects a filter spec selects whose type the spec reads:
-// those a filter reports.
+// those a filter reports. A root that is gone is out of reach (it leaves
+// the filter), not a fault of every later wait.
 func members(ctx *simulator.Context, spec types.PropertyFilterSpec) ([]types.ManagedObjectReference, types.BaseMethodFault) {
+	spec.ReportMissingObjectsInResults = types.NewBool(true)
 	refs, fault := reach(ctx, spec)
 	if fault != nil {
 		return nil, fault

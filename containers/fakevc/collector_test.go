@@ -308,3 +308,24 @@ func TestCollectorAndFilterTypes(t *testing.T) {
 		t.Errorf("collector %s, filter %s", w.pc, w.filter)
 	}
 }
+
+// A filter whose root object goes away sends leave for it, and later waits
+// answer normally (the root is out of reach, not a fault).
+func TestFilterOnADestroyedRootLeaves(t *testing.T) {
+	fv, c := serve(t, testTopology())
+	vm, f := createVM(t, fv, c, "C0", nil, vmSpec("short-lived", "shared", 1, 256))
+	if f != nil {
+		t.Fatal(faultText(f))
+	}
+	w := newWatcher(t, c, types.PropertyFilterSpec{ObjectSet: []types.ObjectSpec{{Obj: vm}},
+		PropSet: []types.PropertySpec{{Type: "VirtualMachine", PathSet: []string{"name"}}}})
+	w.next(0)
+	if !w.has("short-lived") {
+		t.Fatalf("initial: %v", w.names)
+	}
+	tasks{t}.must(object.NewVirtualMachine(c.Client, vm).Destroy(bg))
+	w.until("the destroyed root leaving", func() bool { return !w.has("short-lived") })
+	if w.next(0) {
+		t.Errorf("an answer after the root left: %v", w.kinds)
+	}
+}
