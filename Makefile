@@ -103,12 +103,15 @@ test: $(INSTALLED) $(FAKEVC) lint go-test go-fuzz
 	@if $(PY) -c 'import nova.virt.vmwareapi, oslo_vmware' 2>/dev/null; then $(MAKE) --no-print-directory nova-conformance; else \
 		echo "NOTE: the [nova] extra is not installed: the bounded Nova run is SKIPPED (make test EXTRAS=dev,nova)"; fi
 
-# The bounded Nova run of CI: a fixed seed and the requirements whose checks are quick for Nova; it passes
-# when every failure is explained in drivers/nova/vcconform_nova/explanations.yaml (Nova's verdict is not
-# ours to decide). The whole run is `make conformance DRIVER=nova` (see docs/results/).
+# The bounded Nova run of CI (a few minutes): a fixed seed and requirements that are quick for Nova, some it
+# passes (NODE-07, FAULT-02, SPAWN-01) and some it fails (NODE-01, RES-02, RES-07). Nova's verdict is not
+# ours to decide: the target passes when every failure is explained (drivers/nova/vcconform_nova/
+# explanations.yaml) and every outcome is the one the committed result page records. The whole run is
+# `make conformance DRIVER=nova` (see docs/results/).
+NOVA_CI_REQUIREMENTS := NODE-01 NODE-07 RES-02 RES-07 FAULT-02 SPAWN-01
 nova-conformance: $(INSTALLED) $(FAKEVC)
 	-$(VENV)/bin/vcconform run --driver vcconform_nova:NovaDriver --report-dir build/nova-ci --seed $(NOVA_SEED) \
-		--requirement NODE-01 --requirement RES-02 --requirement RES-07 --requirement FAULT-02 -q
+		$(foreach r,$(NOVA_CI_REQUIREMENTS),--requirement $(r)) -q
 	$(PY) -m vcconform_nova.resultpage build/nova-ci/report.json --explained
 
 # Benchmarks write their results under bench/results/ (committed); `make bench` needs Docker for the

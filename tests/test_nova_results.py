@@ -65,3 +65,13 @@ def test_the_committed_page_is_current(report: Path) -> None:
     page = resultpage.page_path(data)
     assert page.exists() and page.read_text() == text, (
         f"{page} is not current: run python -m vcconform_nova.resultpage {report}")
+
+
+def test_a_partial_run_that_judged_nothing_is_refused(tmp_path: Path) -> None:
+    report = _report({})
+    for r in report["requirements"]:
+        r["status"] = "not run"
+    report["verdict"], report["reasons"] = "INCOMPLETE", ["the driver did not import"]
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    assert resultpage.main([str(path), "--explained"]) == 1
