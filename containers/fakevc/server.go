@@ -34,6 +34,8 @@ type fakevc struct {
 	latency        map[string]time.Duration
 	taskDelays     map[string]int
 	sessionTimeout time.Duration
+
+	extra listeners // extra HTTPS ports for TLS checks (listeners.go)
 }
 
 func newFakevc(topo *Topology, username, password string) (*fakevc, error) {
@@ -73,6 +75,7 @@ func (s *fakevc) reset() (time.Duration, error) {
 	}
 	old := s.world.Swap(w)
 	s.clearControls()
+	s.extra.closeAll()
 	s.gen.Add(1)
 	took := time.Since(start)
 	go old.close() // calls still in flight on it finish first
@@ -80,6 +83,7 @@ func (s *fakevc) reset() (time.Duration, error) {
 }
 
 func (s *fakevc) close() {
+	s.extra.closeAll()
 	s.world.Load().close()
 }
 
