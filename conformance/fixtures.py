@@ -19,11 +19,12 @@ import pytest
 import yaml
 from pyVmomi import vim
 
+from conformance import credentials
 from conformance.contract import ComputeDriver, DriverConfig, DriverError
 from conformance.drivers import REFERENCE_DRIVER, load_driver_class
 from conformance.harness import Endpoint, SimulatorError, start_simulator
 from conformance.oracle import Oracle, OracleError
-from conformance.plugin import EVIDENCE, setting, state
+from conformance.plugin import EVIDENCE, LEAKS, setting, state
 from conformance.topology import TopologyError, load_topology
 
 
@@ -80,6 +81,7 @@ def _fake_site(config: pytest.Config, topology_path: str) -> Iterator[Site]:
                                    timeout=float(setting(config, "--vcsim-timeout") or 30))
     except SimulatorError as e:
         pytest.exit(f"vcconform: {e}", returncode=pytest.ExitCode.INTERNAL_ERROR)
+    credentials.remember(endpoint.password)
     s = state(config)
     env = s.environment
     env.setdefault("backend", backend)
@@ -120,6 +122,7 @@ def _external_site(config: pytest.Config, url: str) -> Iterator[Site]:
         raise
     vcenter = ExternalVCenter(url=url, host=str(u.hostname), port=u.port or 443, username=str(username),
                               password=str(password), ca_file=setting(config, "--vcenter-ca-file"))
+    credentials.remember(vcenter.password)
     try:
         oracle = Oracle(vcenter.host, vcenter.port, vcenter.username, vcenter.password, vcenter.ca_file)
     except OracleError as e:
@@ -221,13 +224,19 @@ def base_config(site: Site) -> DriverConfig:
 
 def construct(driver_class: type[ComputeDriver], config: DriverConfig) -> ComputeDriver:
     """The driver, or the check's failure in one line when its constructor raises anything but a DriverError
-    (which checks may expect, e.g. AuthenticationFailed)."""
+    (which checks may expect, e.g. AuthenticationFailed). Its password joins the credential scan (SEC-03),
+    and so do the exceptions of its constructor and contract methods."""
+    credentials.remember(config.password)
     try:
-        return driver_class(config)
-    except DriverError:
-        raise
-    except Exception as e:
+        driver = driver_class(config)
+    except BaseException as e:
+        scan = credentials.current_scan()
+        if scan is not None:
+            scan.exception("an exception from the constructor", e)
+        if isinstance(e, DriverError) or not isinstance(e, Exception):
+            raise
         pytest.fail(f"the driver's constructor raised {type(e).__name__}: {e}", pytrace=False)
+    return credentials.watch_driver(driver)
 
 
 @pytest.fixture
@@ -289,6 +298,21 @@ def cleanup() -> Iterator[Cleanup]:
     c = Cleanup()
     yield c
     c.run()
+
+
+@pytest.fixture(autouse=True)
+def _credential_scan(request: pytest.FixtureRequest) -> Iterator[None]:
+    """SEC-03 in every check: log records and exceptions through the driver are scanned for the run's
+    passwords while the check runs; a leak fails the teardown, and the plugin reports it against SEC-03."""
+    if request.node.get_closest_marker("requirement") is None:
+        yield
+        return
+    with credentials.scanning() as scan:
+        yield
+        leaks = scan.finish()
+    if leaks:
+        request.node.stash[LEAKS] = leaks
+        pytest.fail(f"SEC-03: a password appears in {'; '.join(leaks)}", pytrace=False)
 
 
 @pytest.fixture(autouse=True)

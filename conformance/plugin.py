@@ -19,17 +19,21 @@ from typing import Any
 
 import pytest
 
+from conformance import credentials
+from conformance.budgets import CALLS_PER_REFRESH
 from conformance.contract import CAPABILITIES, ComputeDriver
+from conformance.coverage import ROWS
 from conformance.drivers import REFERENCE_DRIVER, DriverLoadError, load_driver_class
 from conformance.harness import BACKENDS, REPO
 from conformance.report import CheckResult, build_report, summary_lines, write_html, write_json
-from conformance.requirements import MANDATORY, REQUIREMENTS
+from conformance.requirements import MANDATORY, PROFILES, REQUIREMENTS, level_in
 
 DEFAULT_TOPOLOGY = str(REPO / "fixtures" / "topologies" / "standard.yaml")
 HETEROGENEOUS_TOPOLOGY = str(REPO / "fixtures" / "topologies" / "heterogeneous.yaml")
 ENV_KEY = "vcconform_env"
 EVIDENCE_KEY = "vcconform_evidence"
 CERTIFY_KEY = "vcconform_certify_refused"
+LEAKS_KEY = "vcconform_credential_leaks"
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,10 @@ OPTIONS = [
     Option("--report-dir", None, "write report.json and report.html here (JUnit XML: pytest's --junitxml)"),
     Option("--vcsim-timeout", "30", "seconds to wait for the fake vCenter to be ready"),
     Option("--seed", None, "random seed for names and uuids the checks make (default: a new one, recorded)"),
-    Option("--eff-max-calls", "4", "EFF-01: most vCenter calls allowed for one full refresh, at any cluster count"),
+    Option("--eff-max-calls", str(CALLS_PER_REFRESH),
+           "EFF-01: most vCenter calls allowed for one full refresh, at any cluster count"),
+    Option("--profile", "standard", "verdict profile: 'standard', or 'scale' where the efficiency budgets are "
+                                    "mandatory (the report shows both verdicts)"),
     Option("--vcenter-url", None, "run against this existing vCenter (https://host/sdk) instead of the fake one"),
     Option("--vcenter-username", None, "user for --vcenter-url"),
     Option("--vcenter-password-env", "VCCONFORM_VCENTER_PASSWORD",
@@ -113,6 +120,9 @@ class _Session:
         self.environment: dict[str, Any] = {}  # filled by the vcenter fixture (in xdist: from the workers)
         self.report: dict[str, Any] | None = None
         self.certify = switch(config, "--certify")
+        self.profile = setting(config, "--profile") or "standard"
+        if self.profile not in PROFILES:
+            raise pytest.UsageError(f"--profile {self.profile!r}: expected one of {', '.join(PROFILES)}")
         seed = setting(config, "--seed")
         if not seed:
             # xdist workers inherit the controller's seed through the environment.
@@ -134,6 +144,10 @@ class _Session:
             for m in item.iter_markers("capability"):
                 if m.args[0] not in CAPABILITIES:
                     raise pytest.UsageError(f"{item.nodeid}: unknown capability {m.args[0]!r}")
+            for m in item.iter_markers("covers"):
+                for row in m.args:
+                    if row not in ROWS:
+                        raise pytest.UsageError(f"{item.nodeid}: covers unknown row {row!r} (conformance/coverage.py)")
             if ids and wanted and not wanted.intersection(ids):
                 drop.append(item)
                 continue
@@ -167,13 +181,22 @@ class _Session:
         report = yield
         if item.nodeid not in self.requirements:
             return report
+        _redact(report)
+        printed = "\n".join(text for name, text in report.sections if name.startswith("Captured std"))
+        leaks = list(item.stash.get(LEAKS, []))
+        if printed and credentials.find(printed):
+            leaks.append(f"what the check printed ({report.when})")
+        if leaks and report.when == "teardown":
+            report.user_properties.append((LEAKS_KEY, json.dumps(leaks)))
+        elif leaks:
+            item.stash[LEAKS] = leaks  # reported with the teardown
         evidence = item.stash.get(EVIDENCE, None)
         if evidence:
             report.user_properties.append((EVIDENCE_KEY, json.dumps(evidence)))
         if self.environment and report.when == "setup":
             report.user_properties.append((ENV_KEY, json.dumps(self.environment)))
         if self.certify and report.skipped and report.when in ("setup", "call"):
-            mandatory = [r for r in requirement_ids(item) if REQUIREMENTS[r].level == MANDATORY]
+            mandatory = [r for r in requirement_ids(item) if level_in(REQUIREMENTS[r], self.profile) == MANDATORY]
             if mandatory:
                 report.outcome = "failed"
                 report.user_properties.append((CERTIFY_KEY, "1"))
@@ -191,6 +214,14 @@ class _Session:
         if ENV_KEY in props and not self.environment:
             self.environment = json.loads(str(props[ENV_KEY]))
         current = self.results.get(report.nodeid)
+        if LEAKS_KEY in props:
+            # A leak is SEC-03's failure, whatever the check was for: a result of its own, not the check's.
+            leaks = json.loads(str(props[LEAKS_KEY]))
+            self.results[report.nodeid + "::credential-scan"] = CheckResult(
+                report.nodeid + "::credential-scan", ("SEC-03",), "failed",
+                f"SEC-03: during {report.nodeid} a password appears in {'; '.join(leaks)}")
+            if report.when == "teardown":
+                return
         if report.when == "setup":
             refused = CERTIFY_KEY in props  # a refused skip is the check's failure, not a broken check
             outcome = "error" if report.failed and not refused else report.outcome
@@ -215,7 +246,7 @@ class _Session:
                    "version": str(getattr(cls, "version", "unknown")),
                    "capabilities": dict(getattr(cls, "capabilities", {}) or {})} if cls else {})
         self.report = build_report(self.results.values(), versions=self.versions(), driver=driver,
-                                   environment=self.environment, reproduce=self.reproduce())
+                                   environment=self.environment, reproduce=self.reproduce(), profile=self.profile)
         directory = setting(session.config, "--report-dir")
         if directory:
             write_json(self.report, Path(directory))
@@ -239,11 +270,12 @@ class _Session:
     def reproduce(self) -> dict[str, Any]:
         """What a certification engineer needs to run this again and get the same checks."""
         args = [a for a in self.config.invocation_params.args if "password" not in a.lower()]
-        return {"seed": self.seed, "certify": self.certify, "arguments": args,
+        return {"seed": self.seed, "certify": self.certify, "profile": self.profile, "arguments": args,
                 "topologies": self.environment.get("topologies", {})}
 
 
 EVIDENCE = pytest.StashKey[dict[str, Any]]()
+LEAKS = pytest.StashKey[list[str]]()  # where the credential scan found a password (conformance/credentials.py)
 _KEY = pytest.StashKey[_Session]()
 
 
@@ -254,11 +286,21 @@ def state(config: pytest.Config) -> _Session:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(id): the requirement (e.g. NODE-01) a check verifies")
     config.addinivalue_line("markers", "capability(name): an optional check for drivers declaring it")
+    config.addinivalue_line("markers", "covers(*rows): the coverage rows (conformance/coverage.py) a check exercises")
     config.addinivalue_line("markers", "resets: the fake vCenter is reset to its topology after this check")
     config.addinivalue_line("markers", "needs_control: the check drives the fake vCenter's control API")
     config.stash[_KEY] = _Session(config)
     config.pluginmanager.register(config.stash[_KEY], "vcconform-session")
     config.pluginmanager.import_plugin("conformance.fixtures")
+
+
+def _redact(report: pytest.TestReport) -> None:
+    """No password reaches the terminal, the JUnit XML or the report, whatever a driver put in a text."""
+    text = str(report.longrepr) if report.longrepr is not None else ""
+    if text and credentials.find(text):
+        report.longrepr = credentials.redact(text)
+    if any(credentials.find(body) for _, body in report.sections):
+        report.sections = [(name, credentials.redact(body)) for name, body in report.sections]
 
 
 def _message_of_skip(report: pytest.TestReport) -> str:

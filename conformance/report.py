@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.requirements import AREAS, MANDATORY, REQUIREMENTS
+from conformance.requirements import AREAS, MANDATORY, PROFILES, REQUIREMENTS, level_in
 
 __all__ = ["CONFORMANT", "NONCONFORMANT", "CheckResult", "build_report", "summary_lines", "write_html",
            "write_json"]
@@ -51,13 +51,16 @@ def _support(statuses: list[str]) -> str:
 
 
 def build_report(results: Iterable[CheckResult], *, versions: dict[str, str], driver: dict[str, Any],
-                 environment: dict[str, Any], reproduce: dict[str, Any] | None = None) -> dict[str, Any]:
+                 environment: dict[str, Any], reproduce: dict[str, Any] | None = None,
+                 profile: str = "standard") -> dict[str, Any]:
     """The report as a JSON-ready dict.
 
     Verdict: CONFORMANT when every mandatory requirement passed and no optional requirement failed for a
     capability the driver declares. A mandatory requirement that failed, skipped or was not run, or a
     declared capability that is broken, makes it NONCONFORMANT; the reasons are listed. An optional
-    requirement without a capability (EFF-01) shows in the matrix but does not decide the verdict.
+    requirement without a capability shows in the matrix but does not decide the verdict. Which
+    requirements are mandatory depends on the profile (conformance.requirements.PROFILES): the report holds
+    the verdict of every profile, from the same results, and names the one that decides (``profile``).
     """
     results = list(results)
     declared = {k for k, v in (driver.get("capabilities") or {}).items() if v}
@@ -65,32 +68,25 @@ def build_report(results: Iterable[CheckResult], *, versions: dict[str, str], dr
     for r in results:
         for rid in r.requirements:
             per_req.setdefault(rid, []).append(r.outcome)
+    statuses = {rid: _requirement_status(outcomes) for rid, outcomes in per_req.items()}
+    verdicts = {p: _verdict(statuses, declared, p) for p in PROFILES}
     requirements: list[dict[str, Any]] = []
-    reasons: list[str] = []
-    not_run: list[str] = []
-    for rid, outcomes in per_req.items():
+    for rid, status in statuses.items():
         req = REQUIREMENTS.get(rid)
-        level = req.level if req else "unknown"
-        status = _requirement_status(outcomes)
-        requirements.append({"id": rid, "area": rid.split("-")[0], "level": level,
+        requirements.append({"id": rid, "area": rid.split("-")[0],
+                             "level": level_in(req, profile) if req else "unknown",
+                             "levels": {p: level_in(req, p) for p in PROFILES} if req else {},
                              "capability": req.capability if req else None,
                              "title": req.title if req else "", "status": status})
-        if level == MANDATORY and status == "not run":
-            not_run.append(rid)
-        elif level == MANDATORY and status != "passed":
-            reasons.append(f"mandatory {rid} {status}")
-        elif req and req.capability in declared and status == "failed":
-            reasons.append(f"{rid} failed although the driver declares {req.capability}")
-    if not_run:
-        reasons.append(f"{len(not_run)} mandatory requirement{'s' if len(not_run) > 1 else ''} not run"
-                       + (f" ({', '.join(not_run)})" if len(not_run) <= 3 else ""))
     matrix = {area: {"title": title, "support": _support([r["status"] for r in requirements if r["area"] == area]),
                      "requirements": {r["id"]: r["status"] for r in requirements if r["area"] == area}}
               for area, title in AREAS.items()}
     return {
         "schema": REPORT_SCHEMA,
-        "verdict": NONCONFORMANT if reasons else CONFORMANT,
-        "reasons": reasons,
+        "profile": profile,
+        "verdict": verdicts[profile]["verdict"],
+        "reasons": verdicts[profile]["reasons"],
+        "verdicts": verdicts,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "versions": versions,
         "driver": driver,
@@ -105,6 +101,25 @@ def build_report(results: Iterable[CheckResult], *, versions: dict[str, str], dr
             for r in results
         ],
     }
+
+
+def _verdict(statuses: dict[str, str], declared: set[str], profile: str) -> dict[str, Any]:
+    """The verdict and its reasons, with each requirement at its level in the profile."""
+    reasons: list[str] = []
+    not_run: list[str] = []
+    for rid, status in statuses.items():
+        req = REQUIREMENTS.get(rid)
+        level = level_in(req, profile) if req else "unknown"
+        if level == MANDATORY and status == "not run":
+            not_run.append(rid)
+        elif level == MANDATORY and status != "passed":
+            reasons.append(f"mandatory {rid} {status}")
+        elif req and req.capability in declared and status == "failed":
+            reasons.append(f"{rid} failed although the driver declares {req.capability}")
+    if not_run:
+        reasons.append(f"{len(not_run)} mandatory requirement{'s' if len(not_run) > 1 else ''} not run"
+                       + (f" ({', '.join(not_run)})" if len(not_run) <= 3 else ""))
+    return {"verdict": NONCONFORMANT if reasons else CONFORMANT, "reasons": reasons}
 
 
 def _efficiency(results: list[CheckResult]) -> dict[str, Any]:
@@ -142,10 +157,14 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     eff = report.get("efficiency", {}).get("calls_per_refresh")
     if eff:
         lines.append("vCenter calls per full refresh: " + ", ".join(f"N={n}: {c}" for n, c in eff.items()))
-    verdict = report["verdict"]
-    if report["reasons"]:
-        verdict += " (" + "; ".join(report["reasons"]) + ")"
-    lines.append(f"verdict: {verdict}")
+    def said(v: dict[str, Any]) -> str:
+        return v["verdict"] + (" (" + "; ".join(v["reasons"]) + ")" if v["reasons"] else "")
+
+    profile = report.get("profile", "standard")
+    others = {p: v for p, v in report.get("verdicts", {}).items() if p != profile}
+    if others:
+        lines.append("other profiles: " + "; ".join(f"{p}: {said(v)}" for p, v in others.items()))
+    lines.append(f"verdict ({profile} profile): {said(report)}" if profile != "standard" else f"verdict: {said(report)}")
     return lines
 
 
@@ -172,12 +191,18 @@ def render_html(report: dict[str, Any]) -> str:
              f"<div class='verdict {e(report['verdict'])}'>{e(report['verdict'])}</div>"]
     if report["reasons"]:
         parts.append("<ul>" + "".join(f"<li>{e(r)}</li>" for r in report["reasons"]) + "</ul>")
+    verdicts = report.get("verdicts", {})
+    if verdicts:
+        parts.append("<h2>Verdict by profile</h2><table><tr><th>profile</th><th>reasons</th><th>verdict</th></tr>")
+        parts += [row(e(p) + (" (this run's)" if p == report.get("profile") else ""), e(", ".join(v["reasons"])),
+                      e(v["verdict"]), cls=v["verdict"]) for p, v in verdicts.items()]
+        parts.append("</table>")
     drv = report.get("driver", {})
     parts.append("<h2>Versions</h2><table>")
     facts = {"driver": f"{drv.get('class', '?')} {drv.get('version', '')}",
              "declared capabilities": ", ".join(k for k, v in (drv.get("capabilities") or {}).items() if v) or "none",
              **report["versions"], "finished at": report["finished_at"],
-             "seed": str(report.get("reproduce", {}).get("seed", ""))}
+             "seed": str(report.get("reproduce", {}).get("seed", "")), "profile": str(report.get("profile", ""))}
     parts += [row(e(k), e(str(v))) for k, v in facts.items()] + ["</table>"]
     parts.append("<h2>Capability matrix</h2><table><tr><th>area</th><th>support</th><th>requirements</th></tr>")
     for area, m in report["capability_matrix"].items():

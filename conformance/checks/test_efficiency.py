@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from conformance.budgets import CALLS_PER_REFRESH
 from conformance.contract import ComputeDriver, DriverConfig
 from conformance.fixtures import Site, construct
 from conformance.harness import start_simulator
@@ -26,13 +27,14 @@ def clusters_topology(n: int) -> Topology:
 
 
 @pytest.mark.requirement("EFF-01")
+@pytest.mark.covers("method.get_available_nodes:refresh", "method.get_available_resource:node")
 def test_calls_per_refresh_do_not_grow_with_clusters(driver_class: type[ComputeDriver], site: Site,
                                                      pytestconfig: pytest.Config, evidence: dict[str, Any]) -> None:
     if site.vcenter.backend == "external":
         pytest.skip("counts calls with the fake vCenter's control API (not available with --vcenter-url)")
     from conformance.control import Control
 
-    limit = int(setting(pytestconfig, "--eff-max-calls") or 4)
+    limit = int(setting(pytestconfig, "--eff-max-calls") or CALLS_PER_REFRESH)
     backend = setting(pytestconfig, "--vcsim-backend") or "process"
     calls: dict[str, int] = {}
     for n in SIZES:
