@@ -236,7 +236,8 @@ def construct(driver_class: type[ComputeDriver], config: DriverConfig) -> Comput
         if isinstance(e, DriverError) or not isinstance(e, Exception):
             raise
         pytest.fail(f"the driver's constructor raised {type(e).__name__}: {e}", pytrace=False)
-    return credentials.watch_driver(driver)
+    credentials.watch_driver(driver)
+    return driver
 
 
 @pytest.fixture

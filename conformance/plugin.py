@@ -183,7 +183,8 @@ class _Session:
             return report
         _redact(report)
         printed = "\n".join(text for name, text in report.sections if name.startswith("Captured std"))
-        leaks = list(item.stash.get(LEAKS, []))
+        found: list[str] = item.stash.get(LEAKS, [])
+        leaks = list(found)
         if printed and credentials.find(printed):
             leaks.append(f"what the check printed ({report.when})")
         if leaks and report.when == "teardown":

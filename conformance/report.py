@@ -157,14 +157,16 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     eff = report.get("efficiency", {}).get("calls_per_refresh")
     if eff:
         lines.append("vCenter calls per full refresh: " + ", ".join(f"N={n}: {c}" for n, c in eff.items()))
+
     def said(v: dict[str, Any]) -> str:
-        return v["verdict"] + (" (" + "; ".join(v["reasons"]) + ")" if v["reasons"] else "")
+        return str(v["verdict"]) + (" (" + "; ".join(v["reasons"]) + ")" if v["reasons"] else "")
 
     profile = report.get("profile", "standard")
     others = {p: v for p, v in report.get("verdicts", {}).items() if p != profile}
     if others:
         lines.append("other profiles: " + "; ".join(f"{p}: {said(v)}" for p, v in others.items()))
-    lines.append(f"verdict ({profile} profile): {said(report)}" if profile != "standard" else f"verdict: {said(report)}")
+    named = f" ({profile} profile)" if profile != "standard" else ""
+    lines.append(f"verdict{named}: {said(report)}")
     return lines
 
 

@@ -54,7 +54,8 @@ def test_both_profiles_are_judged_from_the_same_results() -> None:
     eff.outcome, eff.message = "failed", "calls per refresh {'1': 1, '10': 10, '100': 100}"
     standard = report(results)
     assert standard["verdict"] == CONFORMANT and standard["profile"] == "standard"
-    assert standard["verdicts"]["scale"] == {"verdict": NONCONFORMANT, "reasons": [f"mandatory {eff.requirements[0]} failed"]}
+    assert standard["verdicts"]["scale"] == {"verdict": NONCONFORMANT,
+                                             "reasons": [f"mandatory {eff.requirements[0]} failed"]}
     scale = build_report(results, versions={}, driver={}, environment={}, profile="scale")
     assert scale["verdict"] == NONCONFORMANT and scale["verdicts"]["standard"]["verdict"] == CONFORMANT
     levels = {r["id"]: r for r in scale["requirements"]}[eff.requirements[0]]

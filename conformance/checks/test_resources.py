@@ -50,9 +50,10 @@ def test_disk_figures_on_the_heterogeneous_topology(make_driver: Make, hetero: S
 @pytest.mark.requirement("RES-02")
 @pytest.mark.covers("config.datastore_regex:excludes", "config.datastore_regex:prefix-only", "datastore:filtered-out")
 def test_disk_figures_follow_the_datastore_filter(make_driver: Make, hetero: Site) -> None:
-    """datastore_regex must match a datastore's whole name. First a filter that leaves out the shared
-    datastores (the largest), then one naming a datastore whose name is the prefix of another's: re.match
-    or re.search would take both."""
+    """datastore_regex must match a datastore's whole name. First a filter naming the private usable
+    datastores only (the shared ones, the largest, are left out), then one naming a datastore whose name is
+    the prefix of another's: re.match or re.search would take both. Unusable datastores are left out by both
+    filters, so this check is about the filter alone."""
     inv = hetero.oracle.inventory()
     clusters = [inv.by_path(p) for p in hetero.clusters if inv.cluster(p)]
     mounts: dict[str, int] = {}
@@ -61,11 +62,12 @@ def test_disk_figures_follow_the_datastore_filter(make_driver: Make, hetero: Sit
             if d.usable:
                 mounts[d.name] = mounts.get(d.name, 0) + 1
     shared = sorted(n for n, count in mounts.items() if count > 1)
-    if not shared:
-        pytest.skip("the heterogeneous topology has no usable datastore shared by two clusters")
-    excludes = "(?!(?:" + "|".join(map(re.escape, shared)) + ")$).*"
-    problems = figure_problems(make_driver(site_=hetero, datastore_regex=excludes), inv, DISK_FIGURES)
-    assert not problems, f"datastore_regex {excludes!r} (leaves out {', '.join(shared)}): " + "; ".join(problems)
+    private = sorted(n for n, count in mounts.items() if count == 1)
+    if not shared or not private:
+        pytest.skip("the heterogeneous topology needs usable datastores shared by two clusters and private ones")
+    whitelist = "(?:" + "|".join(map(re.escape, private)) + ")"
+    problems = figure_problems(make_driver(site_=hetero, datastore_regex=whitelist), inv, DISK_FIGURES)
+    assert not problems, f"datastore_regex {whitelist!r} (leaves out {', '.join(shared)}): " + "; ".join(problems)
     pairs = sorted((a.name, b.name) for c in clusters for a in c.datastores for b in c.datastores
                    if a.usable and b.usable and a.name != b.name and b.name.startswith(a.name))
     if not pairs:

@@ -16,7 +16,7 @@ import pytest
 
 from conformance.contract import ComputeDriver, DriverError, Instance, InstanceNotFound, NodeNotFound, node_name
 from conformance.fixtures import Cleanup, Site
-from conformance.oracle import MIB, ClusterFacts, DatastoreFacts, HostFacts, Inventory, Oracle
+from conformance.oracle import MIB, ClusterFacts, DatastoreFacts, HostFacts, Inventory, Oracle, VmFacts
 
 Make = Callable[..., ComputeDriver]
 
@@ -104,7 +104,8 @@ def _free_mb(h: HostFacts) -> int:
     return h.memory_bytes // MIB - h.memory_used_mb
 
 
-def _spawn_where(driver: ComputeDriver, oracle: Oracle, cleanup: Cleanup, instance: Instance, node: str) -> Any:
+def _spawn_where(driver: ComputeDriver, oracle: Oracle, cleanup: Cleanup, instance: Instance,
+                 node: str) -> tuple[VmFacts | None, str]:
     """Spawn and return the VM (None, and why, when the spawn raised or made no VM)."""
     cleanup.instance(oracle, instance.uuid)
     try:
@@ -127,10 +128,10 @@ def test_never_on_a_host_in_maintenance_or_not_connected(driver: ComputeDriver, 
     if len(cluster.hosts) < 3:
         pytest.skip("needs a managed cluster with three hosts")
     node = node_name(cluster.moref, inv.vcenter_uuid)
-    rounds = [("in maintenance mode", [{"maintenance": True}]),
-              ("not responding", [{"connection_state": "notResponding"}]),
-              ("disconnected, the next in maintenance mode", [{"connection_state": "disconnected"},
-                                                              {"maintenance": True}])]
+    rounds: list[tuple[str, list[dict[str, Any]]]] = [
+        ("in maintenance mode", [{"maintenance": True}]),
+        ("not responding", [{"connection_state": "notResponding"}]),
+        ("disconnected, the next in maintenance mode", [{"connection_state": "disconnected"}, {"maintenance": True}])]
     problems = []
     for r, (label, states) in enumerate(rounds):
         hosts = sorted(oracle.inventory().clusters[cluster.moref].hosts, key=lambda h: (-_free_mb(h), h.name))
