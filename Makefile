@@ -21,7 +21,7 @@ TEST_WORKERS ?= 2
 
 export VCCONFORM_FAKEVC_BINARY := $(CURDIR)/$(FAKEVC)
 
-.PHONY: all conformance certify test selftest lint go-test simulator image bench clean help
+.PHONY: all conformance certify test selftest selftest-full lint go-test simulator image bench clean help
 
 all: conformance
 
@@ -87,6 +87,10 @@ bench: $(VENV)/.installed $(FAKEVC)
 
 selftest: $(VENV)/.installed $(FAKEVC)
 	$(VENV)/bin/pytest tests/test_selftest.py $(PYTEST_ARGS)
+
+# Every mutant against the whole suite: each one's "proves" check is the only one that catches it, suite-wide.
+selftest-full: $(VENV)/.installed $(FAKEVC)
+	VCCONFORM_SELFTEST_FULL=1 $(VENV)/bin/pytest tests/test_selftest.py -k every_mutant $(PYTEST_ARGS)
 
 clean:
 	rm -rf .cache build

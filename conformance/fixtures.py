@@ -312,7 +312,7 @@ def _credential_scan(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         leaks = scan.finish()
     if leaks:
-        request.node.stash[LEAKS] = leaks
+        request.node.stash[LEAKS] = [*request.node.stash.get(LEAKS, []), *leaks]
         pytest.fail(f"SEC-03: a password appears in {'; '.join(leaks)}", pytrace=False)
 
 

@@ -181,12 +181,12 @@ class _Session:
         report = yield
         if item.nodeid not in self.requirements:
             return report
-        _redact(report)
         printed = "\n".join(text for name, text in report.sections if name.startswith("Captured std"))
         found: list[str] = item.stash.get(LEAKS, [])
         leaks = list(found)
         if printed and credentials.find(printed):
             leaks.append(f"what the check printed ({report.when})")
+        _redact(report)
         if leaks and report.when == "teardown":
             report.user_properties.append((LEAKS_KEY, json.dumps(leaks)))
         elif leaks:
