@@ -200,8 +200,10 @@ def _relogin(method: Callable[..., T]) -> Callable[..., T]:
 class Oracle:
     """An independent pyvmomi session to vCenter (its own login, its own queries)."""
 
-    def __init__(self, host: str, port: int, username: str, password: str, ca_file: str | None) -> None:
+    def __init__(self, host: str, port: int, username: str, password: str, ca_file: str | None,
+                 insecure: bool = False) -> None:
         self._login = (host, port, username, password, ca_file)
+        self._insecure = insecure  # only for deliberately broken drivers that read vCenter themselves
         self._connect()
 
     def __repr__(self) -> str:
@@ -210,6 +212,8 @@ class Oracle:
     def _connect(self) -> None:
         host, port, username, password, ca_file = self._login
         context = ssl.create_default_context(cafile=ca_file)
+        if self._insecure:
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
         try:
             self.si = SmartConnect(host=host, port=port, user=username, pwd=password, sslContext=context,
                                    connectionPoolTimeout=-1)
