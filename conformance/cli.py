@@ -6,26 +6,98 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from conformance.drivers import REFERENCE_DRIVER, DriverLoadError, load_driver_class
+from conformance.drivers import REFERENCE_DRIVER
 from conformance.harness import default_binary, govmomi_pin
 from conformance.topology import TopologyError, load_topology
+
+#: pytest options that select checks or stop early: a certification refuses them (spelt as on the command line).
+_SELECTING = ("-k", "-m", "--deselect", "--lf", "--last-failed", "--ff", "--failed-first", "-x", "--exitfirst",
+              "--maxfail", "--sw", "--stepwise", "--sw-skip", "--stepwise-skip", "--ignore", "--ignore-glob")
+
+
+def _settings(args: argparse.Namespace, extra: list[str]) -> Any:
+    """The plugin's options as this run will see them (its own arguments, pytest's, the environment)."""
+    from conformance import plugin
+
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for o in plugin.OPTIONS:
+        p.add_argument(o.flag, dest=o.key, action="store_true" if o.flag_only else "store", default=None)
+    known, _ = p.parse_known_args(extra)
+    own = {"--driver": args.driver, "--vcsim-backend": args.vcsim_backend, "--topology": args.topology,
+           "--report-dir": args.report_dir}
+
+    def get(o: Any) -> tuple[str | None, str | None]:
+        value = getattr(known, o.key) or own.get(o.flag)
+        if value:
+            return ("1" if value is True else str(value)), o.flag
+        if os.environ.get(o.env):
+            return os.environ[o.env], o.env
+        return o.default, None
+    return get
+
+
+#: Options whose next argument is their value (not a test path): pytest's and xdist's common ones.
+_TAKES_VALUE = ("-n", "-p", "-o", "-c", "-W", "-k", "-m", "--maxfail", "--deselect", "--ignore", "--ignore-glob",
+                "--tb", "--junitxml", "--junit-xml", "--rootdir", "--confcutdir", "--basetemp", "--dist",
+                "--log-level", "--durations", "--override-ini", "--maxprocesses", "--max-worker-restart")
+
+
+def _selection(args: argparse.Namespace, extra: list[str]) -> str | None:
+    """The first selecting or early-stopping argument, as spelt (pytest knows no --lf here: no cache)."""
+    from conformance import plugin
+
+    if args.requirement:
+        return "--requirement"
+    takes_value = {*_TAKES_VALUE, *(o.flag for o in plugin.OPTIONS if not o.flag_only)}
+    value_next = False
+    for token in extra:
+        if value_next:
+            value_next = False
+            continue
+        name = token.split("=", 1)[0]
+        if name in _SELECTING:
+            return name
+        if not token.startswith("--") and token.startswith(("-k", "-m")):
+            return token[:2]
+        if token.startswith("-") and not token.startswith("--") and "x" in token[1:] and token[1:].isalpha():
+            return "-x"  # -x within a cluster of short switches (-qx)
+        if token in takes_value:
+            value_next = True
+        elif not token.startswith("-") and ("::" in token or token.endswith(".py")):
+            return repr(token)  # a test file or node id (the plugin refuses what this guess misses)
+    return None
 
 
 def _run(args: argparse.Namespace, extra: list[str]) -> int:
     import pytest
 
-    try:  # fail before pytest starts, with the one line that says what to fix
-        load_driver_class(args.driver)
-        if args.topology:
-            load_topology(args.topology)
-    except (DriverLoadError, TopologyError) as e:
+    from conformance import plugin
+    from conformance.report import ReportDirError
+
+    # Fail before pytest starts, with the one line that says what to fix; but first clear the report dir,
+    # so that no earlier run's report survives a run that did not start.
+    get = _settings(args, extra)
+    certify = (get(plugin.option("--certify"))[0] or "").strip().lower() in plugin.TRUE_WORDS
+    junit = next((t.split("=", 1)[1] for t in extra if t.startswith("--junitxml=")), None)
+    try:
+        plugin.start_report(args.report_dir, junit, certify)
+        plugin.check_settings(get, requirements=args.requirement)
+        selection = _selection(args, extra) if certify else None
+        if selection:
+            raise plugin.SettingError(plugin.refuse_selection(selection))
+    except ReportDirError as e:
+        print(f"vcconform: {e}", file=sys.stderr)
+        return 4
+    except plugin.SettingError as e:
+        plugin.did_not_start(args.report_dir, certify, str(e))
         print(f"vcconform: {e}", file=sys.stderr)
         return 4
     report_dir = Path(args.report_dir).resolve()
-    report_dir.mkdir(parents=True, exist_ok=True)
     checks = Path(__file__).resolve().parent / "checks"
     # Options as --name=value: pytest's early pass must never take a value for a path to collect. The
     # checks' own folder is the root, so no conftest.py or ini file of the working directory joins in.
@@ -113,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the conformance checks; other arguments go to pytest")
     run.add_argument("--driver", default=REFERENCE_DRIVER, help="package.module:Class of the driver under test")
-    run.add_argument("--vcsim-backend", choices=("process", "container"), help="how to run the fake vCenter")
+    run.add_argument("--vcsim-backend", metavar="process|container", help="how to run the fake vCenter")
     run.add_argument("--topology", help="topology file (default: the standard profile)")
     run.add_argument("--report-dir", default="build/conformance", help="where junit.xml and report.json go")
     run.add_argument("--requirement", action="append", default=[], metavar="ID",

@@ -1,10 +1,11 @@
-"""The credential scan (SEC-03, applied to every check): the run's passwords, and where they must never appear.
+"""The credential scan (SEC-03, applied to every check): where the run's passwords must never appear.
 
 Every password the run knows — the vCenters' own and each one a check hands a driver, wrong ones included —
-is remembered here the moment it exists (``remember``). While a check runs, a ``Scan`` listens to every log
-record at any level and to every exception that leaves a driver method; the plugin adds what the check
+is registered with conformance.masking the moment it exists. While a check runs, a ``Scan`` listens to every
+log record at any level and to every exception that leaves a driver method; the plugin adds what the check
 printed. Any of them that holds a password is a leak: the check's teardown fails and the plugin reports it
-against SEC-03 (not against the check's own requirement). Texts that reach the report are ``redact``-ed.
+against SEC-03 (not against the check's own requirement). Masking then keeps the texts out of every file;
+the scan is what makes a leak a failure rather than a hidden one.
 """
 
 from __future__ import annotations
@@ -12,44 +13,24 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-__all__ = ["CONTRACT_METHODS", "Scan", "current_scan", "find", "redact", "remember", "scanning", "watch_driver"]
+from conformance.masking import mask
+
+__all__ = ["CONTRACT_METHODS", "Scan", "current_scan", "find", "scanning", "watch_driver"]
 
 #: The driver methods whose exceptions are scanned (those the contract defines, the constructor aside).
 CONTRACT_METHODS = ("reconfigure", "get_available_nodes", "get_available_resource", "spawn", "destroy",
                     "list_instances", "get_info", "wait_for_changes", "close")
-MIN_LENGTH = 6  # shorter "passwords" (a test's "pass") would match ordinary words
 
-_known: set[str] = set()
-_lock = threading.Lock()
 _current: Scan | None = None
 
 
-def remember(password: str | None) -> None:
-    """Add a password to the ones no text may contain."""
-    if password and len(password) >= MIN_LENGTH:
-        with _lock:
-            _known.add(password)
-
-
 def find(text: str) -> bool:
-    """Whether the text holds any remembered password."""
-    with _lock:
-        known = list(_known)
-    return any(p in text for p in known)
-
-
-def redact(text: str) -> str:
-    """The text with every remembered password replaced by ``***``."""
-    with _lock:
-        known = sorted(_known, key=len, reverse=True)
-    for p in known:
-        text = text.replace(p, "***")
-    return text
+    """Whether the text holds a password the run knows (in any form masking recognizes)."""
+    return bool(text) and mask(text) != text
 
 
 def exception_texts(e: BaseException) -> Iterator[str]:

@@ -26,6 +26,9 @@ def load_driver_class(spec: str) -> type[ComputeDriver]:
                               f"(for example {REFERENCE_DRIVER})")
     try:
         module = importlib.import_module(module_name)
+    except SystemExit as e:  # not an Exception: without this the whole run would end, silently
+        raise DriverLoadError(f"driver {spec!r}: importing {module_name!r} called sys.exit({e.code!r}); a "
+                              "driver module must not exit when imported") from None
     except Exception as e:  # the driver's own import may raise anything
         raise DriverLoadError(f"driver {spec!r}: cannot import {module_name!r} ({type(e).__name__}: {e}); "
                               "install the driver's package in this environment or fix the path") from None

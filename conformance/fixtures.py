@@ -7,6 +7,8 @@ import contextlib
 import hashlib
 import os
 import random
+import sys
+import threading
 import time
 import urllib.parse
 import uuid
@@ -23,9 +25,15 @@ from conformance import credentials
 from conformance.contract import ComputeDriver, DriverConfig, DriverError
 from conformance.drivers import REFERENCE_DRIVER, load_driver_class
 from conformance.harness import Endpoint, SimulatorError, start_simulator
+from conformance.masking import add_secret
 from conformance.oracle import Oracle, OracleError
-from conformance.plugin import EVIDENCE, LEAKS, setting, state
+from conformance.plugin import EVIDENCE, LEAKS, setting, state, stop_run
 from conformance.topology import TopologyError, load_topology
+from conformance.watchdog import DriverHung, format_stack
+
+#: How long a driver's constructor may take before the check errors (the plugin sets it from
+#: --check-timeout: half of it, at most 60 s).
+CONSTRUCT_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -55,11 +63,14 @@ class Site:
         v = self.vcenter
         base = DriverConfig(url=v.url, username=v.username, password=v.password, clusters=self.clusters,
                             ca_file=str(v.ca_file) if v.ca_file else None)
+        # A check's own password (a wrong one, say) is a secret too: no artefact may show it.
+        add_secret(overrides.get("password"))
         return replace(base, **overrides)
 
 
-def _fail_setup(message: str) -> None:
-    pytest.exit(f"vcconform: {message}", returncode=pytest.ExitCode.USAGE_ERROR)
+def _fail_setup(config: pytest.Config, message: str) -> None:
+    """The run cannot go on because of a bad input (not the driver's fault): stop it, saying why."""
+    stop_run(config, "usage", f"vcconform: {message}")
 
 
 def _sha256(path: str) -> str:
@@ -72,7 +83,7 @@ def _fake_site(config: pytest.Config, topology_path: str) -> Iterator[Site]:
     try:
         topo = load_topology(topology_path)
     except TopologyError as e:
-        _fail_setup(str(e))
+        _fail_setup(config, str(e))
         raise
     backend = setting(config, "--vcsim-backend") or "process"
     started = time.monotonic()
@@ -80,8 +91,8 @@ def _fake_site(config: pytest.Config, topology_path: str) -> Iterator[Site]:
         endpoint = start_simulator(topo, backend, trace=config.getoption("vcconform_vcsim_trace"),
                                    timeout=float(setting(config, "--vcsim-timeout") or 30))
     except SimulatorError as e:
-        pytest.exit(f"vcconform: {e}", returncode=pytest.ExitCode.INTERNAL_ERROR)
-    credentials.remember(endpoint.password)
+        stop_run(config, "infrastructure", f"the fake vCenter did not start: {e}")
+        raise
     s = state(config)
     env = s.environment
     env.setdefault("backend", backend)
@@ -92,10 +103,13 @@ def _fake_site(config: pytest.Config, topology_path: str) -> Iterator[Site]:
         oracle = Oracle(endpoint.host, endpoint.port, endpoint.username, endpoint.password, str(endpoint.ca_file))
         dcs = oracle.inventory().datacenters
         yield Site(endpoint, oracle, tuple(topo.cluster_paths()), next(iter(dcs), None))
-        oracle.close()
+        if endpoint.status() is None:  # a dead simulator cannot take a logout
+            oracle.close()
     finally:
         directory = setting(config, "--report-dir")
-        endpoint.stop(keep_logs_in=Path(directory) if directory else None)  # artifacts for a failed check
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        endpoint.stop(keep_logs_in=Path(directory) if directory else None,  # artifacts for a failed check
+                      tag=f"-{worker}" if worker else "")
 
 
 @contextlib.contextmanager
@@ -106,34 +120,35 @@ def _external_site(config: pytest.Config, url: str) -> Iterator[Site]:
     password_env = setting(config, "--vcenter-password-env") or "VCCONFORM_VCENTER_PASSWORD"
     password = os.environ.get(password_env)
     inventory_file = setting(config, "--vcenter-inventory")
+    # The plugin checked these before the run began (pytest_configure); these lines are the last guard.
     if u.scheme != "https" or not u.hostname:
-        _fail_setup(f"--vcenter-url {url!r}: expected https://host[:port]/sdk")
+        _fail_setup(config, f"--vcenter-url {url!r}: expected https://host[:port]/sdk")
     if not username or password is None:
-        _fail_setup(f"--vcenter-url needs --vcenter-username and the password in ${password_env}")
+        _fail_setup(config, f"--vcenter-url needs --vcenter-username and the password in ${password_env}")
     if not inventory_file:
-        _fail_setup("--vcenter-url needs --vcenter-inventory: a YAML file with 'clusters' (inventory paths "
-                    "the driver manages) and optionally 'scratch_datacenter' (where checks may create clusters)")
+        _fail_setup(config, "--vcenter-url needs --vcenter-inventory: a YAML file with 'clusters' (inventory "
+                    "paths the driver manages) and optionally 'scratch_datacenter' (where checks may create clusters)")
     try:
         described = yaml.safe_load(Path(str(inventory_file)).read_text()) or {}
         clusters = tuple(str(c) for c in described["clusters"])
     except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
-        _fail_setup(f"--vcenter-inventory {inventory_file}: expected a YAML mapping with a 'clusters' list "
-                    f"({type(e).__name__})")
+        _fail_setup(config, f"--vcenter-inventory {inventory_file}: expected a YAML mapping with a 'clusters' "
+                    f"list ({type(e).__name__})")
         raise
+    add_secret(password)
     vcenter = ExternalVCenter(url=url, host=str(u.hostname), port=u.port or 443, username=str(username),
                               password=str(password), ca_file=setting(config, "--vcenter-ca-file"))
-    credentials.remember(vcenter.password)
     try:
         oracle = Oracle(vcenter.host, vcenter.port, vcenter.username, vcenter.password, vcenter.ca_file)
     except OracleError as e:
-        _fail_setup(str(e))
+        _fail_setup(config, str(e))
         raise
     scratch = None
     if described.get("scratch_datacenter"):
         name = str(described["scratch_datacenter"]).strip("/")
         scratch = next((m for m, n in oracle.inventory().datacenters.items() if n == name), None)
         if scratch is None:
-            _fail_setup(f"--vcenter-inventory: scratch_datacenter {name!r} does not exist")
+            _fail_setup(config, f"--vcenter-inventory: scratch_datacenter {name!r} does not exist")
     state(config).environment.update({"backend": "external", "vcenter": f"{vcenter.host}:{vcenter.port}",
                                       "topologies": {"external": {"file": str(inventory_file),
                                                                   "sha256": _sha256(str(inventory_file))}}})
@@ -222,20 +237,42 @@ def base_config(site: Site) -> DriverConfig:
     return site.config()
 
 
-def construct(driver_class: type[ComputeDriver], config: DriverConfig) -> ComputeDriver:
+def construct(driver_class: type[ComputeDriver], config: DriverConfig,
+              timeout: float | None = None) -> ComputeDriver:
     """The driver, or the check's failure in one line when its constructor raises anything but a DriverError
-    (which checks may expect, e.g. AuthenticationFailed). Its password joins the credential scan (SEC-03),
-    and so do the exceptions of its constructor and contract methods."""
-    credentials.remember(config.password)
-    try:
-        driver = driver_class(config)
-    except BaseException as e:
-        scan = credentials.current_scan()
-        if scan is not None:
-            scan.exception("an exception from the constructor", e)
-        if isinstance(e, DriverError) or not isinstance(e, Exception):
-            raise
-        pytest.fail(f"the driver's constructor raised {type(e).__name__}: {e}", pytrace=False)
+    (which checks may expect, e.g. AuthenticationFailed).
+
+    The constructor runs in a thread of its own with a deadline (``timeout``, default CONSTRUCT_TIMEOUT_S):
+    one that does not return makes the check an error showing where it hung, and the run goes on (the
+    thread, a daemon, is left behind). Its password joins the credential scan (SEC-03), and so do the
+    exceptions of its constructor and contract methods."""
+    add_secret(config.password)
+    limit = CONSTRUCT_TIMEOUT_S if timeout is None else timeout
+    box: dict[str, Any] = {}
+
+    def build() -> None:
+        try:
+            box["driver"] = driver_class(config)
+        except BaseException as e:  # handed to the caller's thread
+            box["error"] = e
+
+    thread = threading.Thread(target=build, name=f"construct {driver_class.__name__}", daemon=True)
+    thread.start()
+    thread.join(limit)
+    if thread.is_alive():
+        frame = sys._current_frames().get(thread.ident or 0)
+        raise DriverHung(f"the driver's constructor did not return within {limit:g}s; it was at:\n"
+                         f"{format_stack(frame)}".rstrip())
+    error = box.get("error")
+    scan = credentials.current_scan()
+    if error is not None and scan is not None:
+        scan.exception("an exception from the constructor", error)
+    if isinstance(error, DriverError):
+        raise error
+    if error is not None:
+        detail = f": {error}" if str(error) else ""
+        pytest.fail(f"the driver's constructor raised {type(error).__name__}{detail}", pytrace=False)
+    driver: ComputeDriver = box["driver"]
     credentials.watch_driver(driver)
     return driver
 

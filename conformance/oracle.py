@@ -24,6 +24,9 @@ from conformance.contract import node_name
 
 __all__ = ["ClusterFacts", "DatastoreFacts", "HostFacts", "Inventory", "Oracle", "OracleError", "VmFacts"]
 
+#: Socket timeout of every oracle request (connect and each read): generous for a bulk read of a large
+#: inventory, yet a simulator that stopped answering ends a check instead of hanging it.
+SOCKET_TIMEOUT_S = 60.0
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 T = TypeVar("T")
@@ -216,7 +219,7 @@ class Oracle:
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
         try:
             self.si = SmartConnect(host=host, port=port, user=username, pwd=password, sslContext=context,
-                                   connectionPoolTimeout=-1)
+                                   httpConnectionTimeout=SOCKET_TIMEOUT_S, connectionPoolTimeout=-1)
         except vim.fault.InvalidLogin:
             raise OracleError(f"oracle: vCenter at {host}:{port} refused the credentials") from None
         except (OSError, ssl.SSLError) as e:

@@ -1,24 +1,48 @@
 """Turn check outcomes into a verdict and a certification report: report.json, report.html (opens without a
-server) and a summary table for the terminal."""
+server) and a summary table for the terminal.
+
+A verdict never claims more than was proven. Four verdicts, each with its exit status (``EXIT_CODES``):
+
+- CONFORMANT (0): every check of the catalogue that decides the verdict ran and passed;
+- NONCONFORMANT (1): a mandatory requirement failed, errored, skipped or did not run, or a declared
+  capability is broken;
+- INCOMPLETE (2; 4 when the run could not start because of a bad input): the run was interrupted, or a
+  certification did not run every check of the catalogue;
+- ERROR (3): the infrastructure failed (the fake vCenter died or stopped answering) or the suite itself
+  crashed; nothing is said about the driver.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
+import os
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.masking import scrub
 from conformance.requirements import AREAS, MANDATORY, PROFILES, REQUIREMENTS, level_in
 
-__all__ = ["CONFORMANT", "NONCONFORMANT", "CheckResult", "build_report", "summary_lines", "write_html",
-           "write_json"]
+__all__ = ["CONFORMANT", "ERROR", "EXIT_CODES", "INCOMPLETE", "NONCONFORMANT", "CheckResult", "ReportDirError",
+           "RunEnd", "build_report", "check_key", "exit_code", "prepare_report_dir", "render_html",
+           "summary_lines", "write_html", "write_json"]
 
 CONFORMANT = "CONFORMANT"
 NONCONFORMANT = "NONCONFORMANT"
-REPORT_SCHEMA = 2
+INCOMPLETE = "INCOMPLETE"
+ERROR = "ERROR"
+#: The process's exit status for each verdict; an INCOMPLETE run that could not start (bad input) exits 4.
+EXIT_CODES = {CONFORMANT: 0, NONCONFORMANT: 1, INCOMPLETE: 2, ERROR: 3}
+USAGE_EXIT_CODE = 4
+REPORT_SCHEMA = 3
+#: Files a run writes into its report dir; all are removed (or replaced) when a run starts.
+REPORT_FILES = ("report.json", "report.html", "junit.xml")
+KEPT_LOG_GLOBS = ("simulator-*.log",)
 
 
 @dataclass
@@ -33,11 +57,30 @@ class CheckResult:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-def _requirement_status(outcomes: list[str]) -> str:
-    if not outcomes:
-        return "not run"
-    if any(o in ("failed", "error") for o in outcomes):
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended when it did not run its checks to the end."""
+
+    kind: str  # "interrupted", "usage" (could not start: bad input), "infrastructure" or "crash" (the suite's)
+    reason: str  # one line
+    log_tail: str = ""  # the simulator's last words, for "infrastructure"
+
+
+def check_key(nodeid: str) -> str:
+    """A check's catalogue key, ``test_nodes.py::test_name``: the node id's file name and function, without
+    the folder (which depends on how pytest was started) and without parameters."""
+    path, _, rest = nodeid.partition("::")
+    return f"{path.rsplit('/', 1)[-1]}::{rest.split('[', 1)[0].split('::')[-1]}"
+
+
+def _requirement_status(outcomes: list[str], missing: int = 0) -> str:
+    """failed > error > not run (a check of the catalogue has no outcome) > skipped > partial > passed."""
+    if any(o == "failed" for o in outcomes):
         return "failed"
+    if any(o == "error" for o in outcomes):
+        return "error"
+    if missing or not outcomes:
+        return "not run"
     if all(o == "passed" for o in outcomes):
         return "passed"
     return "skipped" if all(o == "skipped" for o in outcomes) else "partial"
@@ -52,15 +95,22 @@ def _support(statuses: list[str]) -> str:
 
 def build_report(results: Iterable[CheckResult], *, versions: dict[str, str], driver: dict[str, Any],
                  environment: dict[str, Any], reproduce: dict[str, Any] | None = None,
-                 profile: str = "standard") -> dict[str, Any]:
+                 expected: Mapping[str, tuple[tuple[str, ...], int]] | None = None, certify: bool = False,
+                 ended: RunEnd | None = None, profile: str = "standard") -> dict[str, Any]:
     """The report as a JSON-ready dict.
 
-    Verdict: CONFORMANT when every mandatory requirement passed and no optional requirement failed for a
-    capability the driver declares. A mandatory requirement that failed, skipped or was not run, or a
-    declared capability that is broken, makes it NONCONFORMANT; the reasons are listed. An optional
-    requirement without a capability shows in the matrix but does not decide the verdict. Which
-    requirements are mandatory depends on the profile (conformance.requirements.PROFILES): the report holds
-    the verdict of every profile, from the same results, and names the one that decides (``profile``).
+    ``expected`` is the catalogue: check key (``check_key``) -> (its requirement ids, how many items it has);
+    a requirement with a check that has fewer outcomes than items is "not run", whatever else ran. Without
+    it, the checks that ran are taken as the catalogue.
+
+    Verdict (see the module's docstring): ERROR when ``ended`` is an infrastructure failure or a crash of the
+    suite; INCOMPLETE when the run was interrupted or could not start; NONCONFORMANT when a mandatory
+    requirement failed, errored, skipped or was not run, or an optional one failed for a capability the
+    driver declares; INCOMPLETE when a certification (``certify``) did not run every check; CONFORMANT
+    otherwise. An optional requirement without a capability (EFF-01) shows in the matrix but does not decide
+    the verdict (in a certification it must still run). Which requirements are mandatory depends on the
+    profile (conformance.requirements.PROFILES): the report holds the verdict of every profile, from the
+    same results, and names the one that decides (``profile``: verdict, reasons and exit code).
     """
     results = list(results)
     declared = {k for k, v in (driver.get("capabilities") or {}).items() if v}
@@ -68,8 +118,19 @@ def build_report(results: Iterable[CheckResult], *, versions: dict[str, str], dr
     for r in results:
         for rid in r.requirements:
             per_req.setdefault(rid, []).append(r.outcome)
-    statuses = {rid: _requirement_status(outcomes) for rid, outcomes in per_req.items()}
-    verdicts = {p: _verdict(statuses, declared, p) for p in PROFILES}
+    ran: dict[str, set[str]] = {}
+    for r in results:
+        ran.setdefault(check_key(r.check), set()).add(r.check)
+    missing_by_req: dict[str, list[str]] = {}
+    for key, (rids, count) in (expected or {}).items():
+        if len(ran.get(key, ())) < count:
+            for rid in rids:
+                missing_by_req.setdefault(rid, []).append(key)
+    not_run_checks = sorted({k for keys in missing_by_req.values() for k in keys})
+    statuses = {rid: _requirement_status(outcomes, len(missing_by_req.get(rid, ())))
+                for rid, outcomes in per_req.items()}
+    verdicts = {p: _verdict(statuses, declared, p, ended=ended, certify=certify, not_run_checks=not_run_checks,
+                            ran_any=bool(results)) for p in PROFILES}
     requirements: list[dict[str, Any]] = []
     for rid, status in statuses.items():
         req = REQUIREMENTS.get(rid)
@@ -77,16 +138,22 @@ def build_report(results: Iterable[CheckResult], *, versions: dict[str, str], dr
                              "level": level_in(req, profile) if req else "unknown",
                              "levels": {p: level_in(req, p) for p in PROFILES} if req else {},
                              "capability": req.capability if req else None,
-                             "title": req.title if req else "", "status": status})
+                             "title": req.title if req else "", "status": status,
+                             "not_run": missing_by_req.get(rid, [])})
+    verdict, reasons = verdicts[profile]["verdict"], verdicts[profile]["reasons"]
     matrix = {area: {"title": title, "support": _support([r["status"] for r in requirements if r["area"] == area]),
                      "requirements": {r["id"]: r["status"] for r in requirements if r["area"] == area}}
               for area, title in AREAS.items()}
     return {
         "schema": REPORT_SCHEMA,
         "profile": profile,
-        "verdict": verdicts[profile]["verdict"],
-        "reasons": verdicts[profile]["reasons"],
+        "verdict": verdict,
+        "reasons": reasons,
         "verdicts": verdicts,
+        "exit_code": exit_code(verdict, ended),
+        "certify": certify,
+        "ended": asdict(ended) if ended else None,
+        "not_run": not_run_checks,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "versions": versions,
         "driver": driver,
@@ -103,8 +170,9 @@ def build_report(results: Iterable[CheckResult], *, versions: dict[str, str], dr
     }
 
 
-def _verdict(statuses: dict[str, str], declared: set[str], profile: str) -> dict[str, Any]:
-    """The verdict and its reasons, with each requirement at its level in the profile."""
+def _verdict(statuses: dict[str, str], declared: set[str], profile: str, *, ended: RunEnd | None, certify: bool,
+             not_run_checks: list[str], ran_any: bool) -> dict[str, Any]:
+    """The verdict and its reasons with each requirement at its level in the profile (see build_report)."""
     reasons: list[str] = []
     not_run: list[str] = []
     for rid, status in statuses.items():
@@ -114,12 +182,29 @@ def _verdict(statuses: dict[str, str], declared: set[str], profile: str) -> dict
             not_run.append(rid)
         elif level == MANDATORY and status != "passed":
             reasons.append(f"mandatory {rid} {status}")
-        elif req and req.capability in declared and status == "failed":
-            reasons.append(f"{rid} failed although the driver declares {req.capability}")
+        elif req and req.capability in declared and status in ("failed", "error"):
+            reasons.append(f"{rid} {status} although the driver declares {req.capability}")
+    not_run_reason = []
     if not_run:
-        reasons.append(f"{len(not_run)} mandatory requirement{'s' if len(not_run) > 1 else ''} not run"
-                       + (f" ({', '.join(not_run)})" if len(not_run) <= 3 else ""))
-    return {"verdict": NONCONFORMANT if reasons else CONFORMANT, "reasons": reasons}
+        not_run_reason.append(f"{len(not_run)} mandatory requirement{'s' if len(not_run) > 1 else ''} not run"
+                              + (f" ({', '.join(not_run)})" if len(not_run) <= 3 else ""))
+    if ended is not None and ended.kind in ("infrastructure", "crash"):
+        verdict = ERROR
+        reasons = [ended.reason] + ([f"{len(not_run_checks)} checks did not run"] if not_run_checks else [])
+    elif ended is not None:  # what ran before the end is worth knowing; what did not run, only if some did
+        verdict, reasons = INCOMPLETE, [ended.reason, *reasons, *(not_run_reason if ran_any else [])]
+    elif reasons:
+        verdict, reasons = NONCONFORMANT, reasons + not_run_reason
+    elif certify and not_run_checks:
+        verdict = INCOMPLETE
+        reasons = [f"certification incomplete: {len(not_run_checks)} check{'s' if len(not_run_checks) > 1 else ''}"
+                   f" of the catalogue did not run ({', '.join(not_run_checks[:3])}"
+                   f"{', ...' if len(not_run_checks) > 3 else ''})"]
+    elif not_run_reason:
+        verdict, reasons = NONCONFORMANT, not_run_reason
+    else:
+        verdict = CONFORMANT
+    return {"verdict": verdict, "reasons": reasons}
 
 
 def _efficiency(results: list[CheckResult]) -> dict[str, Any]:
@@ -136,16 +221,58 @@ def _level(rids: tuple[str, ...]) -> str:
     return MANDATORY if MANDATORY in levels or not levels else levels.pop()
 
 
+def exit_code(verdict: str, ended: RunEnd | None = None) -> int:
+    """The exit status that goes with a verdict (4: an INCOMPLETE run that could not start)."""
+    if verdict == INCOMPLETE and ended is not None and ended.kind == "usage":
+        return USAGE_EXIT_CODE
+    return EXIT_CODES[verdict]
+
+
 def _write(path: Path, text: str) -> Path:
+    """Write atomically: a reader sees the old file or the new one, never half of one. (The callers mask
+    the report's strings before they serialize it: masking the serialized text could break its syntax.)"""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # a report is for sharing; mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return path
 
 
 def write_json(report: dict[str, Any], directory: Path) -> Path:
-    return _write(directory / "report.json", json.dumps(report, indent=2) + "\n")
+    return _write(directory / "report.json", json.dumps(scrub(json.loads(json.dumps(report))), indent=2) + "\n")
+
+
+class ReportDirError(ValueError):
+    """The report dir cannot be used; the message is one line."""
+
+
+def prepare_report_dir(directory: Path, junit: Path | None = None, *, marker: dict[str, Any] | None = None) -> None:
+    """Make the report dir ready for a run: no report of an earlier run may survive it. Removes report.json,
+    report.html, the JUnit file and kept simulator logs, then writes ``marker`` (an INCOMPLETE report that
+    says the run is under way) as report.json and report.html."""
+    if directory.exists() and not directory.is_dir():
+        raise ReportDirError(f"--report-dir {directory}: is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in REPORT_FILES:
+            (directory / name).unlink(missing_ok=True)
+        for pattern in KEPT_LOG_GLOBS:
+            for old in directory.glob(pattern):
+                old.unlink(missing_ok=True)
+        if junit is not None:
+            junit.unlink(missing_ok=True)
+        if marker is not None:
+            write_json(marker, directory)
+            write_html(marker, directory)
+    except OSError as e:
+        raise ReportDirError(f"--report-dir {directory}: {e.strerror or e}") from None
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
@@ -157,6 +284,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     eff = report.get("efficiency", {}).get("calls_per_refresh")
     if eff:
         lines.append("vCenter calls per full refresh: " + ", ".join(f"N={n}: {c}" for n, c in eff.items()))
+    ended = report.get("ended") or {}
+    if ended.get("log_tail"):
+        lines.append("the fake vCenter's last log lines:")
+        lines += ["  " + line for line in ended["log_tail"].splitlines()]
 
     def said(v: dict[str, Any]) -> str:
         return str(v["verdict"]) + (" (" + "; ".join(v["reasons"]) + ")" if v["reasons"] else "")
@@ -173,7 +304,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
 h1{margin:0 0 .2em} .verdict{font-size:1.4em;font-weight:bold;padding:.4em .8em;display:inline-block}
-.CONFORMANT{background:#d7f5dd} .NONCONFORMANT{background:#fbd5d5}
+.CONFORMANT{background:#d7f5dd} .NONCONFORMANT{background:#fbd5d5} .ERROR{background:#f5c6a5}
+.INCOMPLETE{background:#fff3c4}
 table{border-collapse:collapse;margin:1em 0} td,th{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}
 th{background:#f3f3f3;text-align:left} .passed,.complete{background:#d7f5dd} .failed,.error,.missing{background:#fbd5d5}
 .skipped,.partial,.not.run{background:#fff3c4} pre{white-space:pre-wrap;margin:0;font-size:12px}
@@ -196,9 +328,12 @@ def render_html(report: dict[str, Any]) -> str:
     verdicts = report.get("verdicts", {})
     if verdicts:
         parts.append("<h2>Verdict by profile</h2><table><tr><th>profile</th><th>reasons</th><th>verdict</th></tr>")
-        parts += [row(e(p) + (" (this run's)" if p == report.get("profile") else ""), e(", ".join(v["reasons"])),
+        parts += [row(e(p) + (" (this run's)" if p == report.get("profile") else ""), e("; ".join(v["reasons"])),
                       e(v["verdict"]), cls=v["verdict"]) for p, v in verdicts.items()]
         parts.append("</table>")
+    ended = report.get("ended") or {}
+    if ended.get("log_tail"):
+        parts.append(f"<h2>The fake vCenter's last log lines</h2><pre>{e(ended['log_tail'])}</pre>")
     drv = report.get("driver", {})
     parts.append("<h2>Versions</h2><table>")
     facts = {"driver": f"{drv.get('class', '?')} {drv.get('version', '')}",
@@ -237,4 +372,4 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 def write_html(report: dict[str, Any], directory: Path) -> Path:
-    return _write(directory / "report.html", render_html(report))
+    return _write(directory / "report.html", render_html(scrub(json.loads(json.dumps(report)))))

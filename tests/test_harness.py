@@ -1,14 +1,17 @@
-"""The harness: both backends start a ready fake vCenter and leave nothing behind, however the run ends."""
+"""The harness: both backends start a ready fake vCenter and leave nothing behind, however the run ends; the
+password reaches the simulator only through a private file; liveness says what became of a simulator."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -38,12 +41,14 @@ def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-unt
     return False
 
 
-def container_ids() -> set[str]:
+def container_ids(state_dir: Path | None = None) -> set[str]:
+    """Containers on the engine (other tests, other checkouts share it): those mounting ``state_dir`` if given."""
     import docker
 
     client = docker.from_env()
     try:
-        return {c.id for c in client.containers.list(all=True)}
+        return {c.id for c in client.containers.list(all=True)
+                if state_dir is None or str(state_dir) in json.dumps(c.attrs.get("Mounts", []))}
     finally:
         client.close()
 
@@ -64,7 +69,7 @@ def test_ready_endpoint_and_clean_stop(standard: Path, backend: str) -> None:
         oracle = Oracle(endpoint.host, endpoint.port, endpoint.username, endpoint.password, str(endpoint.ca_file))
         assert oracle.vcenter_uuid == endpoint.instance_uuid
         oracle.close()
-        started = container_ids() - before if backend == "container" else set()
+        started = container_ids(endpoint.state_dir) - before if backend == "container" else set()
         assert pid_alive(info["pid"])
     finally:
         endpoint.stop()
@@ -163,3 +168,90 @@ def test_ctrl_c_during_a_run_stops_the_simulator(tmp_path: Path) -> None:
     assert not Path(state).exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(("vcconform-", "govcsim-", "fakevc-"))
                 and p.is_dir()]
+
+
+# -- issue 8: the password, private state files, liveness ----------------------------------------------------
+
+def _container(endpoint: Endpoint) -> Any:
+    import docker
+
+    client = docker.from_env()
+    try:
+        return next(c for c in client.containers.list() if str(endpoint.state_dir) in json.dumps(c.attrs["Mounts"]))
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_the_password_reaches_the_simulator_only_through_a_private_file(standard: Path, backend: str,
+                                                                        tmp_path: Path) -> None:
+    """Once: the password was in the container's environment (docker inspect) and the trace was 0644."""
+    endpoint = start_simulator(standard, backend, trace=True)
+    try:
+        Oracle(endpoint.host, endpoint.port, endpoint.username, endpoint.password, str(endpoint.ca_file)).close()
+        pid = json.loads((endpoint.state_dir / "ready.json").read_text())["pid"]
+        if backend == "container":
+            attrs = _container(endpoint).attrs
+            assert endpoint.password not in json.dumps(attrs["Config"]) + json.dumps(attrs["Args"])
+        else:
+            for what in ("environ", "cmdline"):
+                assert endpoint.password.encode() not in Path(f"/proc/{pid}/{what}").read_bytes(), what
+        assert (endpoint.state_dir / "password").read_text() == endpoint.password
+        assert stat.S_IMODE(endpoint.state_dir.stat().st_mode) == 0o700
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in endpoint.state_dir.iterdir()}
+        assert {"password", "trace.log", "key.pem", "ready.json", "topology.json"} <= set(modes)
+        dirs = {p.name for p in endpoint.state_dir.iterdir() if p.is_dir()}  # vcsim's datastore folders
+        assert {name: oct(mode) for name, mode in modes.items() if mode != (0o700 if name in dirs else 0o600)} == {}
+    finally:
+        endpoint.stop(keep_logs_in=tmp_path)
+    trace = tmp_path / "simulator-trace-standard.log"
+    assert stat.S_IMODE(trace.stat().st_mode) == 0o600
+    text = trace.read_text()
+    assert "Login" in text and "********" in text and endpoint.password not in text
+
+
+def test_fakevc_refuses_to_start_without_a_password_file(standard: Path, tmp_path: Path) -> None:
+    """Once: without a password it served anyone who logged in with "pass"."""
+    from conformance.harness import default_binary
+    from conformance.topology import load_topology
+
+    (tmp_path / "topology.json").write_text(load_topology(standard).to_json())
+    args = [str(default_binary()), "-topology", str(tmp_path / "topology.json"), "-state-dir", str(tmp_path)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=20, env={**os.environ, "FAKEVC_PASSWORD": "x"})
+    assert done.returncode == 2
+    assert done.stderr == "fakevc: -password-file is required (a file, mode 0600, holding the password)\n"
+    loose = tmp_path / "password"
+    loose.write_text("s3cret")
+    loose.chmod(0o644)
+    done = subprocess.run([*args, "-password-file", str(loose)], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 2 and "mode 0644 lets others read it; chmod 600 it" in done.stderr
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_liveness_says_what_became_of_the_simulator(standard: Path, backend: str) -> None:
+    endpoint = start_simulator(standard, backend)
+    try:
+        pid = json.loads((endpoint.state_dir / "ready.json").read_text())["pid"]
+        if backend == "container":
+            pid = _container(endpoint).attrs["State"]["Pid"]  # as the host sees it
+        assert endpoint.status() is None and endpoint.probe() is None
+        os.kill(pid, signal.SIGSTOP)  # delivered asynchronously: the state follows a moment later
+        try:
+            assert wait_until(lambda: "stopped (SIGSTOP: process state T)" in str(endpoint.status()), 5)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert wait_until(lambda: endpoint.status() is None, 5)
+        if backend == "container":
+            container = _container(endpoint)
+            container.pause()
+            try:
+                assert endpoint.probe(timeout=2) == f"fake vCenter container {container.id[:12]} paused"
+            finally:
+                container.unpause()
+        endpoint.kill()
+        gone = "fake vCenter exited (signal 9)" if backend == "process" else "fake vCenter container"
+        assert wait_until(lambda: gone in str(endpoint.status()), 10), endpoint.status()
+        assert gone in str(endpoint.probe())
+    finally:
+        endpoint.stop()
+    assert endpoint.status() is None  # stopped on purpose: nothing to report

@@ -5,7 +5,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conformance.report import CONFORMANT, NONCONFORMANT, CheckResult, build_report, summary_lines, write_json
+import pytest
+
+from conformance.report import (
+    CONFORMANT,
+    ERROR,
+    EXIT_CODES,
+    INCOMPLETE,
+    NONCONFORMANT,
+    CheckResult,
+    ReportDirError,
+    RunEnd,
+    build_report,
+    check_key,
+    exit_code,
+    prepare_report_dir,
+    render_html,
+    summary_lines,
+    write_json,
+)
 from conformance.requirements import REQUIREMENTS
 
 
@@ -62,3 +80,80 @@ def test_both_profiles_are_judged_from_the_same_results() -> None:
     assert (levels["level"], levels["levels"]) == ("mandatory", {"standard": "optional", "scale": "mandatory"})
     lines = summary_lines(scale)
     assert lines[-1].startswith("verdict (scale profile): NONCONFORMANT") and "standard: CONFORMANT" in lines[-2]
+
+
+# -- issue 8: the verdict against the whole catalogue, how the run ended, exit codes, the report dir ------
+
+def catalogue() -> dict[str, tuple[tuple[str, ...], int]]:
+    return {f"test_{rid}.py::test_it": ((rid,), 1) for rid in REQUIREMENTS}
+
+
+def results_for(cat: dict[str, tuple[tuple[str, ...], int]]) -> list[CheckResult]:
+    return [CheckResult(key, rids, "passed") for key, (rids, _) in cat.items()]
+
+
+def test_a_requirement_with_a_check_that_did_not_run_is_not_run() -> None:
+    cat = catalogue()
+    cat["test_NODE-01.py::test_other"] = (("NODE-01",), 1)  # a second check of NODE-01 that did not run
+    r = build_report(results_for(catalogue()), versions={}, driver={}, environment={}, expected=cat)
+    status = {q["id"]: q for q in r["requirements"]}["NODE-01"]
+    assert status["status"] == "not run" and status["not_run"] == ["test_NODE-01.py::test_other"]
+    assert r["verdict"] == NONCONFORMANT and r["reasons"] == ["1 mandatory requirement not run (NODE-01)"]
+    certified = build_report(results_for(catalogue()), versions={}, driver={}, environment={}, expected=cat,
+                             certify=True)
+    assert certified["verdict"] == INCOMPLETE and certified["exit_code"] == 2
+    assert certified["not_run"] == ["test_NODE-01.py::test_other"]
+
+
+def test_every_parameter_set_of_a_check_must_run() -> None:
+    cat = catalogue()
+    cat["test_RES-01.py::test_it"] = (("RES-01",), 2)
+    results = results_for(catalogue())
+    r = build_report(results, versions={}, driver={}, environment={}, expected=cat, certify=True)
+    assert r["verdict"] == INCOMPLETE
+    results[[c.check for c in results].index("test_RES-01.py::test_it")].check = "test_RES-01.py::test_it[a]"
+    results.append(CheckResult("test_RES-01.py::test_it[b]", ("RES-01",), "passed"))
+    r = build_report(results, versions={}, driver={}, environment={}, expected=cat, certify=True)
+    assert r["verdict"] == CONFORMANT and r["exit_code"] == 0
+
+
+def test_an_error_is_never_a_pass() -> None:
+    results = results_for(catalogue())
+    results[0].outcome = "error"
+    r = build_report(results, versions={}, driver={}, environment={}, expected=catalogue(), certify=True)
+    assert r["verdict"] == NONCONFORMANT and r["reasons"] == [f"mandatory {results[0].requirements[0]} error"]
+
+
+def test_how_the_run_ended_decides_before_the_checks() -> None:
+    results = results_for(catalogue())
+    results[0].outcome = "failed"
+    dead = RunEnd("infrastructure", "fake vCenter exited (signal 9) during test_x", "last words")
+    r = build_report(results, versions={}, driver={}, environment={}, expected=catalogue(), ended=dead)
+    assert r["verdict"] == ERROR and r["reasons"] == [dead.reason] and r["exit_code"] == 3  # no blame
+    assert "last words" in render_html(r) and "  last words" in summary_lines(r)
+    stopped = build_report(results, versions={}, driver={}, environment={},
+                           ended=RunEnd("interrupted", "stopped by SIGTERM"))
+    assert stopped["verdict"] == INCOMPLETE and stopped["reasons"][0] == "stopped by SIGTERM"
+    assert stopped["exit_code"] == 2
+    refused = build_report([], versions={}, driver={}, environment={}, ended=RunEnd("usage", "did not start: x"))
+    assert (refused["verdict"], refused["exit_code"], refused["reasons"]) == (INCOMPLETE, 4, ["did not start: x"])
+    assert {v: exit_code(v) for v in EXIT_CODES} == {CONFORMANT: 0, NONCONFORMANT: 1, INCOMPLETE: 2, ERROR: 3}
+
+
+def test_check_keys_ignore_folders_and_parameters() -> None:
+    assert check_key("conformance/checks/test_nodes.py::test_a[x-1]") == "test_nodes.py::test_a"
+    assert check_key("test_nodes.py::test_a") == "test_nodes.py::test_a"
+
+
+def test_a_new_run_leaves_nothing_of_the_last_one(tmp_path: Path) -> None:
+    for name in ("report.json", "report.html", "junit.xml", "simulator-standard.log", "simulator-trace-x.log"):
+        (tmp_path / name).write_text("CONFORMANT")
+    elsewhere = tmp_path / "elsewhere.xml"
+    elsewhere.write_text("old")
+    marker = build_report([], versions={}, driver={}, environment={}, ended=RunEnd("interrupted", "under way"))
+    prepare_report_dir(tmp_path, elsewhere, marker=marker)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.json"]
+    assert json.loads((tmp_path / "report.json").read_text())["verdict"] == INCOMPLETE
+    assert "<div class='verdict INCOMPLETE'>" in (tmp_path / "report.html").read_text()
+    with pytest.raises(ReportDirError, match=r"^--report-dir .*report.json: is a file, not a directory$"):
+        prepare_report_dir(tmp_path / "report.json")

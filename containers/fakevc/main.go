@@ -22,24 +22,22 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
 )
 
-// passwordEnv names the variable holding the password; a flag would show it
-// in the process list.
-const passwordEnv = "FAKEVC_PASSWORD"
-
 type options struct {
-	listen    string
-	topology  string
-	stateDir  string
-	username  string
-	parentPID int
-	trace     bool
-	version   bool
+	listen       string
+	topology     string
+	stateDir     string
+	username     string
+	passwordFile string
+	parentPID    int
+	trace        bool
+	version      bool
 }
 
 func main() {
@@ -47,7 +45,8 @@ func main() {
 	flag.StringVar(&o.listen, "listen", "127.0.0.1:0", "loopback `address` to serve on (port 0 picks a free port)")
 	flag.StringVar(&o.topology, "topology", "", "normalized topology `file` (JSON, written by conformance/topology.py)")
 	flag.StringVar(&o.stateDir, "state-dir", "", "`dir` for cert.pem, key.pem, ready.json and trace.log")
-	flag.StringVar(&o.username, "username", "user", "the one user that may log in; its password comes from $"+passwordEnv)
+	flag.StringVar(&o.username, "username", "user", "the one user that may log in")
+	flag.StringVar(&o.passwordFile, "password-file", "", "`file` (mode 0600) holding the user's password (required)")
 	flag.IntVar(&o.parentPID, "parent-pid", 0, "exit when the process with this `pid` is gone (0: never)")
 	flag.BoolVar(&o.trace, "trace", false, "write SOAP traffic to trace.log in the state dir")
 	flag.BoolVar(&o.version, "version", false, "print versions as JSON and exit")
@@ -76,6 +75,32 @@ func versions() map[string]string {
 	return v
 }
 
+// readPassword reads the password from a file only its owner may read. The
+// password never comes from the environment (docker inspect shows it) nor
+// from a flag (ps shows it), and there is no default: a fake vCenter that
+// anyone may log in to with a well-known password is not started.
+func readPassword(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("-password-file is required (a file, mode 0600, holding the password)")
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("-password-file: %v", err)
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("-password-file %s: mode %04o lets others read it; chmod 600 it", path, info.Mode().Perm())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("-password-file: %v", err)
+	}
+	password := strings.TrimRight(string(data), "\r\n")
+	if password == "" {
+		return "", fmt.Errorf("-password-file %s is empty", path)
+	}
+	return password, nil
+}
+
 func checkLoopback(listen string) error {
 	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
@@ -94,9 +119,9 @@ func run(o options) error {
 	if err := checkLoopback(o.listen); err != nil {
 		return err
 	}
-	password, ok := os.LookupEnv(passwordEnv)
-	if !ok {
-		password = "pass"
+	password, err := readPassword(o.passwordFile)
+	if err != nil {
+		return err
 	}
 	topo, err := loadTopology(o.topology)
 	if err != nil {
@@ -107,7 +132,8 @@ func run(o options) error {
 		return fmt.Errorf("TLS certificate: %v", err)
 	}
 	if o.trace {
-		f, err := os.Create(filepath.Join(o.stateDir, "trace.log"))
+		// The trace holds every SOAP body, logins included: for the owner's eyes only.
+		f, err := os.OpenFile(filepath.Join(o.stateDir, "trace.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			return err
 		}
@@ -174,7 +200,7 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path) // readers never see a half-written file

@@ -59,7 +59,7 @@ func loadOrCreateCert(certFile, keyFile string) (tls.Certificate, error) {
 	if err := writePEM(keyFile, "EC PRIVATE KEY", keyDER, 0o600); err != nil {
 		return tls.Certificate{}, err
 	}
-	if err := writePEM(certFile, "CERTIFICATE", der, 0o644); err != nil {
+	if err := writePEM(certFile, "CERTIFICATE", der, 0o600); err != nil {
 		return tls.Certificate{}, err
 	}
 	return tls.LoadX509KeyPair(certFile, keyFile)
