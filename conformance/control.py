@@ -7,6 +7,7 @@ credentials and verified against the simulator's certificate. A failure raises `
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 from urllib.parse import quote
 
@@ -14,7 +15,14 @@ import requests
 
 from conformance.harness import Endpoint
 
-__all__ = ["Control", "ControlError"]
+__all__ = ["Control", "ControlError", "session_id"]
+
+
+def session_id(service_instance: Any) -> str:
+    """The id under which ``calls()["sessions"]`` counts a pyvmomi connection's current session: the first
+    16 hex digits of the SHA-256 of its session key (the key itself is a credential and never shown)."""
+    key = service_instance._stub.GetSessionId() or ""
+    return hashlib.sha256(key.encode()).hexdigest()[:16] if key else "-"
 
 
 class ControlError(RuntimeError):
@@ -65,7 +73,9 @@ class Control:
         return dict(self._call("POST", "reset"))
 
     def calls(self) -> dict[str, Any]:
-        """SOAP requests served since start, reset or ``reset_calls``: ``{"total", "by_method": {...}}``."""
+        """SOAP requests served since start, reset or ``reset_calls``: ``{"total", "by_method": {name: calls},
+        "bytes", "server_ms", "methods": {name: {"calls", "bytes", "server_ms"}}, "sessions": {id: {"calls",
+        "bytes", "server_ms", "methods"}}}``; bytes are response bodies, sessions named by ``session_id``."""
         return dict(self._call("GET", "calls"))
 
     def reset_calls(self) -> None:

@@ -109,7 +109,7 @@ OPTIONS = [
            "seconds one check (set-up, call and teardown) may take; past it the check is an error showing "
            "where it hung, and the run goes on"),
     Option("--seed", None, "random seed for names and uuids the checks make (default: a new one, recorded)"),
-    Option("--eff-max-calls", str(CALLS_PER_REFRESH),
+    Option("--eff-max-calls", str(CALLS_PER_REFRESH.base),
            "EFF-01: most vCenter calls allowed for one full refresh, at any cluster count"),
     Option("--profile", "standard", "verdict profile: 'standard', or 'scale' where the efficiency budgets are "
                                     "mandatory (the report shows both verdicts)"),

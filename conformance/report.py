@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import math
 import os
 import tempfile
 import time
@@ -25,12 +26,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.budgets import BYTES_PER_REFRESH, BYTES_PER_SPAWN, CALLS_PER_REFRESH
 from conformance.masking import scrub
 from conformance.requirements import AREAS, MANDATORY, PROFILES, REQUIREMENTS, level_in
 
 __all__ = ["CONFORMANT", "ERROR", "EXIT_CODES", "INCOMPLETE", "NONCONFORMANT", "CheckResult", "ReportDirError",
-           "RunEnd", "build_report", "check_key", "exit_code", "prepare_report_dir", "render_html",
-           "summary_lines", "write_html", "write_json"]
+           "RunEnd", "build_report", "check_key", "efficiency_html", "exit_code", "prepare_report_dir",
+           "render_html", "summary_lines", "write_html", "write_json"]
 
 CONFORMANT = "CONFORMANT"
 NONCONFORMANT = "NONCONFORMANT"
@@ -284,6 +286,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     eff = report.get("efficiency", {}).get("calls_per_refresh")
     if eff:
         lines.append("vCenter calls per full refresh: " + ", ".join(f"N={n}: {c}" for n, c in eff.items()))
+    eff = report.get("efficiency", {}).get("bytes_per_refresh")
+    if eff:
+        lines.append("vCenter bytes per full refresh: " + ", ".join(f"N={n}: {c:,}" for n, c in eff.items()))
     ended = report.get("ended") or {}
     if ended.get("log_tail"):
         lines.append("the fake vCenter's last log lines:")
@@ -360,7 +365,7 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append("</table>")
     eff = report.get("efficiency", {})
     if eff:
-        parts.append(f"<h2>Efficiency</h2><pre>{e(json.dumps(eff, indent=2))}</pre>")
+        parts.append(f"<h2>Efficiency</h2>{efficiency_html(eff)}")
     parts.append("<h2>All checks</h2><table><tr><th>check</th><th>requirements</th><th>seconds</th>"
                  "<th>outcome</th></tr>")
     parts += [row(e(c["check"]), e(", ".join(c["requirements"])), f"{c['duration_s']:.2f}", e(c["outcome"]),
@@ -369,6 +374,92 @@ def render_html(report: dict[str, Any]) -> str:
     context = {"environment": report.get("environment", {}), "reproduce": report.get("reproduce", {})}
     parts.append(f"<h2>Environment and reproduction</h2><pre>{e(json.dumps(context, indent=2))}</pre>")
     return "\n".join(parts) + "\n"
+
+
+def _chart(title: str, points: dict[int, float], budget: dict[int, float], *, log_y: bool,
+           label: Any) -> str:
+    """One small SVG line chart: the driver's figure and its budget (dashed) against N, N on a log axis."""
+    w, h, left, right, top, bottom = 340, 190, 62, 22, 24, 34
+    ns = sorted(set(points) | set(budget))
+    values = [v for v in (*points.values(), *budget.values()) if v > 0] or [1.0]
+    lo, hi = (min(values) / 2, max(values) * 2) if log_y else (0.0, max(values) * 1.15)
+
+    def x(n: int) -> float:
+        span = math.log10(ns[-1]) - math.log10(ns[0]) if len(ns) > 1 else 1.0
+        return left + (w - left - right) * ((math.log10(n) - math.log10(ns[0])) / span if len(ns) > 1 else 0.5)
+
+    def y(v: float) -> float:
+        if log_y:
+            f = (math.log10(max(v, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+        else:
+            f = (v - lo) / (hi - lo) if hi > lo else 0.0
+        return top + (h - top - bottom) * (1 - f)
+
+    def line(series: dict[int, float], color: str, dashed: bool) -> str:
+        pts = " ".join(f"{x(n):.1f},{y(v):.1f}" for n, v in sorted(series.items()))
+        style = f"stroke='{color}' " + ("stroke-width='1.5' stroke-dasharray='5 4'" if dashed else "stroke-width='2'")
+        dots = "" if dashed else "".join(f"<circle cx='{x(n):.1f}' cy='{y(v):.1f}' r='3' fill='{color}'/>"
+                                         for n, v in sorted(series.items()))
+        return f"<polyline points='{pts}' fill='none' {style}/>{dots}"
+
+    if log_y:  # powers of four from 1 KiB: 1, 4, 16, 64, 256 KiB, 1 MiB...
+        ticks = [1024.0 * 4 ** k for k in range(-5, 16) if lo <= 1024.0 * 4 ** k <= hi]
+    else:
+        step = max(1, math.ceil(hi / 4))
+        ticks = [float(t) for t in range(0, int(hi) + 1, step)]
+    grid = "".join(f"<line x1='{left}' x2='{w - right}' y1='{y(t):.1f}' y2='{y(t):.1f}' stroke='#eee'/>"
+                   f"<text x='{left - 4}' y='{y(t) + 4:.1f}' text-anchor='end'>{html.escape(label(t))}</text>"
+                   for t in ticks)
+    xaxis = "".join(f"<text x='{x(n):.1f}' y='{h - bottom + 14}' text-anchor='middle'>{n}</text>" for n in ns)
+    return (f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' viewBox='0 0 {w} {h}' "
+            f"role='img' aria-label='{html.escape(title)}' style='font:11px sans-serif;margin-right:1em'>"
+            f"<text x='{left}' y='14' font-weight='bold'>{html.escape(title)}</text>{grid}{xaxis}"
+            f"<text x='{(left + w - right) / 2:.0f}' y='{h - 4}' text-anchor='middle'>clusters (N)</text>"
+            f"<line x1='{left}' x2='{left}' y1='{top}' y2='{h - bottom}' stroke='#999'/>"
+            f"<line x1='{left}' x2='{w - right}' y1='{h - bottom}' y2='{h - bottom}' stroke='#999'/>"
+            + line(budget, "#c0392b", dashed=True) + line(points, "#1f5fa8", dashed=False) + "</svg>")
+
+
+def _size(n: float) -> str:
+    for unit, div in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= div:
+            return f"{n / div:.0f} {unit}" if n / div >= 10 or n % div == 0 else f"{n / div:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def efficiency_html(eff: dict[str, Any]) -> str:
+    """The EFF figures as two small inline SVG charts (calls and bytes per full refresh against the number of
+    clusters, the budgets of conformance/budgets.py dashed) and a table with time and spawn figures."""
+    calls = {int(n): float(c) for n, c in (eff.get("calls_per_refresh") or {}).items()}
+    sizes = {int(n): float(b) for n, b in (eff.get("bytes_per_refresh") or {}).items()}
+    ns = sorted(set(calls) | set(sizes))
+    if not ns:
+        return f"<pre>{html.escape(json.dumps(eff, indent=2))}</pre>"
+    limit = float(eff.get("threshold") or CALLS_PER_REFRESH.base)
+    parts = ["<div>"]
+    if calls:
+        parts.append(_chart("vCenter calls per full refresh", calls, {n: limit for n in ns}, log_y=False,
+                            label=lambda t: f"{t:.0f}"))
+    if sizes:
+        parts.append(_chart("vCenter bytes per full refresh", sizes, {n: float(BYTES_PER_REFRESH.at(n)) for n in ns},
+                            log_y=True, label=_size))
+    parts.append("</div><p><span style='color:#1f5fa8'>&#9679;&#8212;</span> the driver &nbsp; "
+                 "<span style='color:#c0392b'>- - -</span> budget (conformance/budgets.py: calls "
+                 f"{html.escape(CALLS_PER_REFRESH.describe())}, bytes {html.escape(BYTES_PER_REFRESH.describe())})</p>")
+    ms = eff.get("ms_per_refresh") or {}
+    server = eff.get("server_ms_per_refresh") or {}
+
+    def cells(n: int) -> str:
+        figures = (f"{calls[n]:.0f}" if n in calls else "", _size(sizes[n]) if n in sizes else "",
+                   str(ms.get(str(n), "")), str(server.get(str(n), "")))
+        return "".join(f"<td>{html.escape(f)}</td>" for f in figures)
+    rows = "".join(f"<tr><td>{n}</td>{cells(n)}</tr>" for n in ns)
+    parts.append("<table><tr><th>clusters</th><th>calls per refresh</th><th>bytes per refresh</th>"
+                 f"<th>ms per refresh</th><th>of which vCenter (ms)</th></tr>{rows}</table>")
+    if eff.get("bytes_per_spawn") is not None:
+        parts.append(f"<p>One spawn: {html.escape(str(eff.get('calls_per_spawn')))} calls, "
+                     f"{_size(float(eff['bytes_per_spawn']))} (budget {html.escape(BYTES_PER_SPAWN.describe())}).</p>")
+    return "".join(parts)
 
 
 def write_html(report: dict[str, Any], directory: Path) -> Path:

@@ -229,6 +229,14 @@ REQUIREMENTS: dict[str, Requirement] = {r.id: r for r in [
         "One PropertyCollector query over a ContainerView costs one round trip for any number of "
         "clusters; one query per cluster costs N, and a vCenter with many clusters and services feels it. "
         "Reported in the standard profile, mandatory in the scale profile."),
+    Requirement(
+        "EFF-02", OPTIONAL,
+        "vCenter bytes per full refresh and per spawn stay within the budgets of conformance/budgets.py; "
+        "bytes and time per refresh for N = 1, 10, 100 are reported",
+        "The size of an answer is vCenter's cost as much as the number of calls: it serializes, and the driver "
+        "decodes, every byte. Whole summary or hardware objects are several KiB per host where the figures "
+        "need a few leaves; at 1,000 clusters that is the difference between megabytes and hundreds of them. "
+        "Reported in the standard profile, mandatory in the scale profile."),
 ]}
 
 

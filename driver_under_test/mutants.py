@@ -1251,6 +1251,23 @@ class LogsConfigOnReconfigure(Mutant):
         super().reconfigure(config)
 
 
+class ReadsWholeHostSummaries(Mutant):
+    """Reads each host's whole summary at every refresh, where the figures need five of its leaves."""
+
+    targets = ("EFF-02",)
+    host_properties = (*ReferenceDriver.host_properties, "summary")
+
+
+class RefreshesBeforeEachSpawn(Mutant):
+    """Takes a full refresh before every spawn ("place on fresh figures"): each spawn costs a refresh."""
+
+    targets = ("EFF-02",)
+
+    def spawn(self, instance: Instance, nodename: str) -> None:
+        self.get_available_nodes(refresh=True)
+        super().spawn(instance, nodename)
+
+
 def _mutants(cls: type[Mutant]) -> Iterator[type[Mutant]]:
     for sub in cls.__subclasses__():
         if sub.targets:

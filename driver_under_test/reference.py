@@ -2,8 +2,9 @@
 
 What a driver author should take from it (docs/driver.md is the full specification, with the rationale):
 - a node is named ``<cluster moref>.<vCenter instanceUuid>`` (conformance.contract.node_name);
-- a refresh is one RetrievePropertiesEx over a ContainerView the driver keeps open, whatever the number of
-  clusters; the figures are computed from that one snapshot, never read per cluster;
+- a full refresh is one RetrievePropertiesEx over a ContainerView the driver keeps open, whatever the number
+  of clusters, asking for leaf properties only; the figures are computed from that one snapshot, never read
+  per cluster; between full refreshes, WaitForUpdatesEx deltas keep the snapshot current;
 - vcpus and memory are those of the cluster's connected hosts not in maintenance mode; disk is that of the
   usable datastores the cluster mounts, each counted once;
 - a spawn goes to the node's own cluster, a usable host and datastore of it, and tags the VM with the
@@ -25,7 +26,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
 
 from pyVim.connect import Disconnect, SmartConnect
@@ -48,7 +49,7 @@ from conformance.contract import (
 )
 from driver_under_test.config import ConfigError, check_config
 
-__all__ = ["Node", "ReferenceDriver"]
+__all__ = ["Datastore", "Node", "ReferenceDriver"]
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,14 +74,20 @@ SESSION_OBJECTS = (vim.view.View, vmodl.query.PropertyCollector)
 
 #: What one refresh reads: the view holds datacenters, folders and compute resources (names and parents give
 #: inventory paths); from each compute resource the query follows ``host`` and ``datastore``, so it reads
-#: exactly the hosts and datastores the clusters reference at that moment.
+#: exactly the hosts and datastores the clusters reference at that moment. Leaf properties only, per type:
+#: the size of the answer is most of a refresh's cost, on vCenter and in the driver (docs/driver.md, "Cost").
+#: The hosts' properties are ``ReferenceDriver.host_properties``.
 INVENTORY_TYPES = [vim.Datacenter, vim.Folder, vim.ComputeResource]
 INVENTORY_PROPERTIES: dict[Any, list[str]] = {
-    vim.ManagedEntity: ["name", "parent"],
-    vim.Datacenter: ["vmFolder"],
-    vim.ComputeResource: ["host", "datastore", "resourcePool"],
-    vim.Datastore: ["summary"],
+    vim.Folder: ["name", "parent"],
+    vim.Datacenter: ["name", "parent", "vmFolder"],
+    vim.ComputeResource: ["name", "parent", "host", "datastore", "resourcePool"],
+    vim.Datastore: ["name", "summary.accessible", "summary.maintenanceMode", "summary.capacity",
+                    "summary.freeSpace"],
 }
+#: What a spawn reads of its cluster's hosts, fresh, for the placement: their names (ties) and the datastores
+#: they mount. Only a spawn needs them, so a refresh does not carry them for every host.
+PLACEMENT_HOST_PROPERTIES = ["name", "datastore"]
 #: What instance lookups read: the VM, and (following ``resourcePool``) its pool's owner, the cluster. The
 #: owner, not the host, says where a VM is: the cluster list survives hosts added since the last refresh.
 VM_PROPERTIES: dict[Any, list[str]] = {vim.VirtualMachine: ["config.instanceUuid", "runtime.powerState",
@@ -89,8 +96,20 @@ VM_PROPERTIES: dict[Any, list[str]] = {vim.VirtualMachine: ["config.instanceUuid
 
 
 @dataclass(frozen=True)
+class Datastore:
+    """A datastore as a refresh reads it; the attributes are named as those of vim.Datastore.Summary."""
+
+    datastore: Any  # the vim.Datastore
+    name: str
+    capacity: int
+    freeSpace: int  # vSphere's names, so that code written for a Summary reads this alike
+    accessible: bool
+    maintenanceMode: str | None
+
+
+@dataclass(frozen=True)
 class Node:
-    """A managed cluster as of the last refresh."""
+    """A managed cluster as of the last refresh (or update)."""
 
     name: str
     configured_as: str  # the configuration entry (path or moref) that names this cluster
@@ -99,8 +118,8 @@ class Node:
     pool: Any  # its root vim.ResourcePool
     vm_folder: Any  # the datacenter's vim.Folder for VMs
     host_refs: tuple[str, ...]  # morefs of the cluster's hosts
-    hosts: tuple[dict[str, Any], ...]  # per host: its name, ReferenceDriver.host_properties and "ref"
-    datastores: tuple[Any, ...]  # per datastore the cluster mounts: its vim.Datastore.Summary
+    hosts: tuple[dict[str, Any], ...]  # per host: ReferenceDriver.host_properties and "ref" (the vim.HostSystem)
+    datastores: tuple[Datastore, ...]  # per datastore the cluster mounts
 
 
 def _fault_text(e: BaseException) -> str:
@@ -111,6 +130,21 @@ def _fault_text(e: BaseException) -> str:
 
 def _props(obj: Any) -> dict[str, Any]:
     return {p.name: p.val for p in obj.propSet}
+
+
+def _snapshot_entry(content: Any) -> dict[str, Any]:
+    """An object of a refresh's answer as the snapshot keeps it: its properties, and itself as "ref"."""
+    return {**_props(content), "ref": content.obj}
+
+
+def _datastore(p: Mapping[str, Any]) -> Datastore:
+    return Datastore(datastore=p["ref"], name=p.get("name", ""), capacity=p.get("summary.capacity") or 0,
+                     freeSpace=p.get("summary.freeSpace") or 0, accessible=bool(p.get("summary.accessible")),
+                     maintenanceMode=p.get("summary.maintenanceMode"))
+
+
+class _NotAnUpdate(Exception):
+    """vCenter sent a change the snapshot cannot apply; a full refresh replaces the snapshot instead."""
 
 
 def _version_int(version: str) -> int:
@@ -129,11 +163,11 @@ class ReferenceDriver(ComputeDriver):
 
     version = "1.0.0"
     capabilities: ClassVar[Mapping[str, bool]] = {"placement_inventory": True, "update_notifications": True}
-    #: What a refresh reads of each host: only what the figures and the placement policy use, since the
-    #: time of a refresh is mostly decoding the answer (bench/results/refresh.json).
+    #: What a refresh reads of each host, and its updates follow: the leaf properties the figures use, since
+    #: a refresh's cost is mostly the size of the answer (bench/results/refresh.json).
     host_properties: ClassVar[tuple[str, ...]] = (
         "summary.hardware.numCpuThreads", "summary.hardware.memorySize", "summary.quickStats.overallMemoryUsage",
-        "runtime.connectionState", "runtime.inMaintenanceMode", "datastore")
+        "runtime.connectionState", "runtime.inMaintenanceMode")
     #: Objects per answer asked of vCenter (None: the server's choice); the rest follows page by page.
     page_size: ClassVar[int | None] = None
 
@@ -142,10 +176,17 @@ class ReferenceDriver(ComputeDriver):
         super().__init__(config)
         self._nodes: dict[str, Node] | None = None
         self._refresh_error: str | None = None
+        # The snapshot: every object the refresh's query reaches, by moref, as _snapshot_entry keeps it; the
+        # last full refresh with the updates since applied. Replaced as a whole, never changed in place.
+        self._objects: dict[str, dict[str, Any]] = {}
+        self._built: tuple[tuple[str, ...], dict[str, Node]] | None = None  # (configured entries, their nodes)
+        self._snapshot_lock = threading.RLock()  # one refresh or update of the snapshot at a time
+        self._snapshots = 0  # full refreshes so far: an update that waited across one catches up after it
+        self._watch_lock = threading.Lock()  # one WaitForUpdatesEx at a time on the watch
         self._lock = threading.Lock()  # guards the session-scoped objects below while logging in again
         self._generation = 0  # bumped at every new login, so concurrent callers log in again only once
         self._views: dict[str, Any] = {}  # ContainerViews by purpose; they die with the session
-        self._watch: tuple[Any, str] | None = None  # (PropertyCollector, version) for wait_for_changes
+        self._watch: tuple[Any, str] | None = None  # (PropertyCollector, version) following the snapshot
         self._closed = False
         self._si: Any = None
         self._connect()
@@ -291,13 +332,20 @@ class ReferenceDriver(ComputeDriver):
                                {"host": vim.ComputeResource, "datastore": vim.ComputeResource})
 
     def _retrieve(self, spec: Any) -> list[Any]:
-        """One RetrievePropertiesEx, continued for as long as the server pages."""
+        """One RetrievePropertiesEx, continued for as long as the server pages.
+
+        Without a session vCenter still answers, with each property in the object's missingSet, faulted
+        NotAuthenticated: that fault is raised, so the call is repeated after a new login."""
         pc = self._content.propertyCollector
         result = pc.RetrievePropertiesEx([spec], PC.RetrieveOptions(maxObjects=self.page_size))
         objects = []
         while result is not None:
             objects.extend(result.objects)
             result = pc.ContinueRetrievePropertiesEx(result.token) if result.token else None
+        for o in objects:
+            for missing in o.missingSet or ():
+                if isinstance(missing.fault, vim.fault.NotAuthenticated):  # pyVmomi: the LocalizedMethodFault's fault
+                    raise missing.fault
         return objects
 
     def close(self) -> None:
@@ -324,37 +372,40 @@ class ReferenceDriver(ComputeDriver):
 
     def _refresh(self) -> None:
         """Take a new snapshot; after a failure there is none, so nothing old is served as fresh."""
-        try:
+        with self._snapshot_lock:
             try:
-                objects = self._call("refresh", lambda: self._retrieve(self._inventory_spec()))
-            except vmodl.MethodFault as e:
-                raise VCenterUnavailable(f"refresh: {_fault_text(e)}") from None
-            nodes = self._build_nodes(objects)
-        except DriverError as e:
-            self._nodes, self._refresh_error = None, str(e)
-            raise
-        self._nodes, self._refresh_error = nodes, None
+                try:
+                    objects = self._call("refresh", lambda: self._retrieve(self._inventory_spec()))
+                except vmodl.MethodFault as e:
+                    raise VCenterUnavailable(f"refresh: {_fault_text(e)}") from None
+                snapshot = {o.obj._moId: _snapshot_entry(o) for o in objects}
+            except DriverError as e:
+                self._nodes, self._refresh_error = None, str(e)
+                raise
+            self._set_snapshot(snapshot)
+            self._snapshots += 1
 
-    def _build_nodes(self, objects: list[Any]) -> dict[str, Node]:
-        props = {o.obj._moId: (o.obj, _props(o)) for o in objects}
+    def _build_nodes(self, objects: Mapping[str, dict[str, Any]]) -> dict[str, Node]:
+        """The nodes of the configured clusters, from a snapshot (moref -> properties and "ref")."""
         root = self._content.rootFolder._moId
 
         def path_and_datacenter(ref: str) -> tuple[str, str]:
             parts, dc = [], ""
-            while ref in props and ref != root:
-                obj, p = props[ref]
+            while ref in objects and ref != root:
+                p = objects[ref]
                 parts.append(p["name"])
-                if isinstance(obj, vim.Datacenter):
+                if isinstance(p["ref"], vim.Datacenter):
                     dc = ref
                 ref = p["parent"]._moId if p.get("parent") is not None else root
             return "/" + "/".join(reversed(parts)), dc
 
         clusters: dict[str, tuple[str, str, str]] = {}  # moref and path -> (moref, path, datacenter)
-        for ref, (obj, _) in props.items():
-            if self._is_cluster(obj):
+        for ref, p in objects.items():
+            if self._is_cluster(p["ref"]):
                 path, dc = path_and_datacenter(ref)
                 clusters[ref] = clusters[path] = (ref, path, dc)
 
+        datastores: dict[str, Datastore] = {}  # shared datastores are made once
         nodes: dict[str, Node] = {}
         for wanted in self._managed_clusters():
             found = clusters.get(wanted) or clusters.get("/" + wanted.strip("/"))
@@ -364,15 +415,19 @@ class ReferenceDriver(ComputeDriver):
                             self._where)
                 continue
             ref, path, dc = found
-            obj, p = props[ref]
+            p = objects[ref]
             name = node_name(ref, self._vcenter_uuid)
-            host_refs = tuple(h._moId for h in p.get("host", []))
+            host_refs = tuple(h._moId for h in p.get("host") or ())
+            stores = []
+            for d in p.get("datastore") or ():
+                if d._moId in objects:
+                    if d._moId not in datastores:
+                        datastores[d._moId] = _datastore(objects[d._moId])
+                    stores.append(datastores[d._moId])
             nodes.setdefault(name, Node(
-                name=name, configured_as=wanted, path=path, cluster=obj, pool=p["resourcePool"],
-                vm_folder=props[dc][1]["vmFolder"], host_refs=host_refs,
-                hosts=tuple({**props[h][1], "ref": props[h][0]} for h in host_refs if h in props),
-                datastores=tuple(props[d._moId][1]["summary"] for d in p.get("datastore", [])
-                                 if d._moId in props)))
+                name=name, configured_as=wanted, path=path, cluster=p["ref"], pool=p["resourcePool"],
+                vm_folder=objects[dc]["vmFolder"], host_refs=host_refs,
+                hosts=tuple(objects[h] for h in host_refs if h in objects), datastores=tuple(stores)))
         return nodes
 
     @staticmethod
@@ -385,10 +440,16 @@ class ReferenceDriver(ComputeDriver):
         return self.config.clusters
 
     def get_available_nodes(self, refresh: bool = False) -> list[str]:
+        """refresh=True: a full refresh. Otherwise the snapshot brought up to date with vCenter's changes since
+        (one WaitForUpdatesEx that does not wait), or a full refresh when there is no snapshot."""
         if refresh or self._nodes is None:
             self._refresh()
-        assert self._nodes is not None
-        return sorted(self._nodes)
+        else:
+            self._catch_up()
+        nodes = self._nodes
+        if nodes is None:
+            raise VCenterUnavailable(f"no current figures: {self._refresh_error or 'the snapshot was dropped'}")
+        return sorted(nodes)
 
     def _current_nodes(self) -> dict[str, Node]:
         """The last snapshot; taken now if there is none yet, refused if the last refresh failed."""
@@ -455,43 +516,149 @@ class ReferenceDriver(ComputeDriver):
         """What the driver reports, to tell a change that matters from one that does not."""
         return {n: (node.path, self.get_available_resource(n)) for n, node in self._current_nodes().items()}
 
-    def _next_update(self, wait_s: int) -> bool:
-        """Wait for vCenter to report a change to the inventory the refresh reads; False when none came.
-
-        A watch set up anew (first use, or the session was replaced) counts as a change: whatever happened
-        before it existed was not seen, so the caller refreshes and compares.
-        """
-        if self._watch is None:
-            pc = self._content.propertyCollector.CreatePropertyCollector()
-            pc.CreateFilter(self._inventory_spec(), partialUpdates=True)
-            # The first answer is the whole current state, which is no change; read it to its end.
+    def _start_watch(self) -> None:
+        """Set up the watch: a PropertyCollector of the session with a filter equal to the refresh's query.
+        Its first answer is the whole current state, read to its end: it becomes the snapshot, so setting up
+        the watch is a full refresh too. Caller holds both locks."""
+        pc = self._content.propertyCollector.CreatePropertyCollector()
+        try:
+            # Whole values, not partial ones: a leaf's new value replaces the old, and arrays come whole.
+            pc.CreateFilter(self._inventory_spec(), partialUpdates=False)
+            objects: dict[str, dict[str, Any]] = {}
             update = pc.WaitForUpdatesEx("", PC.WaitOptions(maxWaitSeconds=0))
-            while update is not None and update.truncated:
+            while True:
+                objects = self._apply(objects, update, set())
+                if update is None or not update.truncated:
+                    break
                 update = pc.WaitForUpdatesEx(update.version, PC.WaitOptions(maxWaitSeconds=0))
-            self._watch = (pc, update.version if update is not None else "")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                pc.DestroyPropertyCollector()
+            raise
+        self._set_snapshot(objects)
+        self._snapshots += 1
+        self._watch = (pc, update.version if update is not None else "")
+
+    @staticmethod
+    def _apply(objects: dict[str, dict[str, Any]], update: Any, changed: set[str]) -> dict[str, dict[str, Any]]:
+        """The snapshot with an UpdateSet applied: a new mapping; entries that change are new dicts, so the
+        nodes built from the old snapshot keep what they had. Adds the changed morefs to ``changed`` ("" for
+        an object that entered or left, which may change any node)."""
+        if update is None:
+            return objects
+        out = dict(objects)
+        for filter_update in update.filterSet or ():
+            for change in filter_update.objectSet or ():
+                ref = change.obj._moId
+                changed.update((ref,) if change.kind == "modify" else (ref, ""))
+                if change.kind == "leave":
+                    out.pop(ref, None)
+                    continue
+                entry = {"ref": change.obj} if change.kind == "enter" else dict(out.get(ref) or {"ref": change.obj})
+                for c in change.changeSet or ():
+                    if c.op == "assign":
+                        entry[c.name] = c.val
+                    elif c.op in ("remove", "indirectRemove"):
+                        entry.pop(c.name, None)
+                    else:  # "add": an array element, sent only for partial updates, which the filter declines
+                        raise _NotAnUpdate(f"{change.obj._moId}: {c.op} {c.name}")
+                out[ref] = entry
+        return out
+
+    def _set_snapshot(self, objects: dict[str, dict[str, Any]], changed: set[str] | None = None) -> None:
+        """Adopt a new snapshot (caller holds the snapshot lock). After an update that changed only hosts'
+        and datastores' figures (``changed``: their morefs), only the nodes holding one of them are made
+        anew; anything else (a cluster, folder or datacenter changed, an object came or went, the
+        configuration changed) builds every node again."""
+        configured = tuple(self._managed_clusters())
+        built = self._built
+        figures_only = changed is not None and all(
+            isinstance(objects.get(r, {}).get("ref"), (vim.HostSystem, vim.Datastore)) for r in changed)
+        if changed is None or not figures_only or built is None or built[0] != configured:
+            nodes = self._build_nodes(objects)
+        else:
+            nodes = {}
+            for name, node in built[1].items():
+                stores = (d.datastore._moId for d in node.datastores)
+                if changed.isdisjoint(node.host_refs) and changed.isdisjoint(stores):
+                    nodes[name] = node
+                else:
+                    nodes[name] = replace(node, hosts=tuple(objects[h] for h in node.host_refs if h in objects),
+                                          datastores=tuple(_datastore(objects[d.datastore._moId])
+                                                           if d.datastore._moId in changed else d
+                                                           for d in node.datastores))
+        self._built = (configured, nodes)
+        self._objects, self._nodes, self._refresh_error = objects, dict(nodes), None
+
+    def _pull(self, wait_s: int) -> bool:
+        """Apply vCenter's changes since the watch's version, waiting up to wait_s seconds for the first; True
+        when anything came (or the watch was set up anew: what happened before it was not seen).
+
+        The wait holds only the watch lock, so refreshes go on meanwhile; when one did, the changes that came
+        are applied to its newer snapshot and those made since are fetched at once, so a change the refresh
+        saw is never replaced by an older value of it."""
+        if self._watch is None:
+            with self._snapshot_lock:
+                self._start_watch()
             return True
         pc, version = self._watch
+        snapshots = self._snapshots
         update = pc.WaitForUpdatesEx(version, PC.WaitOptions(maxWaitSeconds=wait_s))
         if update is None:
             return False
-        while update.truncated:
-            update = pc.WaitForUpdatesEx(update.version, PC.WaitOptions(maxWaitSeconds=0))
-        self._watch = (pc, update.version)
+        with self._snapshot_lock:
+            objects, changed = self._objects, set[str]()
+            while True:
+                try:
+                    objects = self._apply(objects, update, changed)
+                except _NotAnUpdate as e:
+                    LOG.info("%s: %s; refreshing instead", self.config.service_id, e)
+                    self._watch = (pc, update.version)
+                    self._refresh()
+                    return True
+                version = update.version
+                if update.truncated or self._snapshots != snapshots:
+                    snapshots = self._snapshots
+                    update = pc.WaitForUpdatesEx(version, PC.WaitOptions(maxWaitSeconds=0))
+                    if update is not None:
+                        continue
+                break
+            self._watch = (pc, version)
+            if self._nodes is None:
+                self._refresh()  # the last refresh failed: its snapshot is no base for changes
+            else:
+                self._set_snapshot(objects, changed)
         return True
+
+    def _catch_up(self) -> None:
+        """Bring the snapshot up to date between full refreshes (get_available_nodes without refresh)."""
+        if not self._watch_lock.acquire(blocking=False):
+            return  # a wait_for_changes is waiting: it applies each change as it comes
+        try:
+            with self._snapshot_lock:
+                try:
+                    self._call("update", functools.partial(self._pull, 0))
+                except vmodl.MethodFault as e:
+                    self._nodes, self._refresh_error = None, f"update: {_fault_text(e)}"
+                    raise VCenterUnavailable(f"update: {_fault_text(e)}") from None
+                except DriverError as e:
+                    self._nodes, self._refresh_error = None, str(e)
+                    raise
+        finally:
+            self._watch_lock.release()
 
     def wait_for_changes(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         before = self._fingerprint()
         while True:
             wait_s = max(0, min(math.ceil(deadline - time.monotonic()), MAX_WAIT_S))
-            try:
-                changed = self._call("wait for changes", functools.partial(self._next_update, wait_s))
-            except vmodl.MethodFault as e:
-                raise VCenterUnavailable(f"wait for changes: {_fault_text(e)}") from None
-            if changed:
-                self._refresh()
-                if self._fingerprint() != before:
-                    return True
+            with self._watch_lock:
+                try:
+                    changed = self._call("wait for changes", functools.partial(self._pull, wait_s))
+                except vmodl.MethodFault as e:
+                    raise VCenterUnavailable(f"wait for changes: {_fault_text(e)}") from None
+            if changed and self._fingerprint() != before:
+                return True
             if time.monotonic() >= deadline:
                 return False
 
@@ -501,12 +668,30 @@ class ReferenceDriver(ComputeDriver):
         """The node whose cluster a spawn for ``node`` goes to: the node itself."""
         return node
 
+    def _placement_hosts(self, node: Node) -> list[dict[str, Any]]:
+        """The node's schedulable hosts with their names and mounted datastores, read now (one query from the
+        cluster, so a host that left it since the snapshot is not offered)."""
+        schedulable = {h["ref"]._moId: h for h in node.hosts if self._schedulable(h)}
+        if not schedulable:
+            return []
+        # The cluster itself is in the answer (its host list), so an answer without a session is recognised.
+        spec = PC.FilterSpec(
+            objectSet=[PC.ObjectSpec(obj=node.cluster, skip=False, selectSet=[
+                PC.TraversalSpec(name="host", path="host", skip=False, type=vim.ComputeResource)])],
+            propSet=[PC.PropertySpec(type=vim.ComputeResource, pathSet=["host"]),
+                     PC.PropertySpec(type=vim.HostSystem, pathSet=PLACEMENT_HOST_PROPERTIES)])
+        try:
+            objects = self._call("read hosts", lambda: self._retrieve(spec))
+        except vmodl.MethodFault as e:
+            raise SpawnFailed(f"reading the hosts of {node.path}: {_fault_text(e)}; nothing was created") from None
+        return [{**schedulable[o.obj._moId], **_props(o)} for o in objects if o.obj._moId in schedulable]
+
     def _choose_host_and_datastore(self, node: Node, instance: Instance) -> tuple[dict[str, Any], Any]:
         """Placement policy (docs/driver.md): the usable datastore with the most free space that has room
         for the root disk and is mounted by a schedulable host; the host among those with the most free
         memory. Ties go to the lower name, so the choice is reproducible."""
-        hosts = [h for h in node.hosts if self._schedulable(h)]
-        mounted = {d._moId for h in hosts for d in h.get("datastore", [])}
+        hosts = self._placement_hosts(node)
+        mounted = {d._moId for h in hosts for d in h.get("datastore") or ()}
         stores = [d for d in self._usable_datastores(node)
                   if d.datastore._moId in mounted and d.freeSpace >= instance.root_gb * GIB]
         if not stores:
@@ -516,7 +701,7 @@ class ReferenceDriver(ComputeDriver):
 
         def free_mb(h: dict[str, Any]) -> int:
             return int(h["summary.hardware.memorySize"] // MIB - (h.get("summary.quickStats.overallMemoryUsage") or 0))
-        host = min((h for h in hosts if ds.datastore._moId in {d._moId for d in h.get("datastore", [])}),
+        host = min((h for h in hosts if ds.datastore._moId in {d._moId for d in h.get("datastore") or ()}),
                    key=lambda h: (-free_mb(h), h["name"]))
         return host, ds
 

@@ -337,6 +337,29 @@ def test_reset_puts_the_loaded_inventory_back(si: Any, control: Control, hetero:
     Disconnect(fresh)
 
 
+def test_response_bytes_are_counted_per_session_as_the_client_received_them(si: Any, control: Control,
+                                                                           hetero: Endpoint) -> None:
+    """The byte counter agrees with what pyvmomi read off the socket, and names sessions by session_id."""
+    from conformance.control import session_id
+    from driver_under_test.callcount import count_received
+
+    other = connect(hetero)
+    try:
+        with count_received(si) as received:
+            control.reset_calls()
+            objects(si, vim.HostSystem)
+        objects(other, vim.Datastore)
+        calls = control.calls()
+    finally:
+        Disconnect(other)
+    mine, theirs = calls["sessions"][session_id(si)], calls["sessions"][session_id(other)]
+    assert mine["bytes"] == received.total > 0
+    assert mine["calls"] + theirs["calls"] == calls["total"]
+    assert calls["bytes"] == mine["bytes"] + theirs["bytes"]
+    assert sum(m["bytes"] for m in calls["methods"].values()) == calls["bytes"]
+    assert si._stub.GetSessionId() not in str(calls)
+
+
 def test_control_api_drives_what_the_vsphere_api_cannot(si: Any, control: Control) -> None:
     control.reset_calls()
     si.RetrieveContent()

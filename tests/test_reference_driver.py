@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 from conformance.contract import (
     AuthenticationFailed,
@@ -449,6 +450,20 @@ def test_an_ended_session_is_replaced_once_for_concurrent_callers(site: Site, ma
     assert calls.by_method["Login"] == 1
 
 
+def test_a_spawn_first_after_the_session_ended_logs_in_again(site: Site, make: Callable[..., ReferenceDriver],
+                                                             instances: Callable[..., Instance]) -> None:
+    """Its first call reads the cluster's hosts, which vCenter answers without a session too (every property
+    in missingSet, NotAuthenticated): the driver must see that, not an empty cluster."""
+    d = make(clusters=("/DC0/host/C1",))
+    node = d.get_available_nodes(refresh=True)[0]
+    assert end_other_sessions(site.oracle) >= 1
+    instance = instances()
+    with count_calls(d._si) as calls:
+        d.spawn(instance, node)
+    assert calls.by_method["Login"] == 1
+    assert len(site.oracle.find_vms(instance.uuid)) == 1
+
+
 def test_a_failed_refresh_leaves_no_figures_to_serve(make: Callable[..., ReferenceDriver]) -> None:
     endpoint = start_simulator(SITE)
     try:
@@ -481,8 +496,9 @@ def test_calls_per_operation(site: Site, make: Callable[..., ReferenceDriver],
         calls.clear()
         instance = instances()
         d.spawn(instance, site.node("/DC0/host/C1"))
-        assert {k: v for k, v in calls.by_method.items() if k != "Fetch"} == {"CreateVM_Task": 1,
-                                                                              "PowerOnVM_Task": 1}
+        # The placement reads the cluster's hosts (names, mounted datastores) now, then creates and powers on.
+        assert {k: v for k, v in calls.by_method.items() if k != "Fetch"} == {
+            "RetrievePropertiesEx": 1, "CreateVM_Task": 1, "PowerOnVM_Task": 1}
         assert 2 <= calls.by_method["Fetch"] <= 4  # task polls: once each when a task is done at once
         d.list_instances()
         calls.clear()
@@ -528,6 +544,167 @@ def test_a_refresh_costs_the_same_for_1_and_60_clusters() -> None:
         finally:
             endpoint.stop()
     assert costs == [1, 1]
+
+
+# -- what a refresh reads, and updates between refreshes ------------------------------------------------------
+
+@contextlib.contextmanager
+def property_requests(si: Any) -> Iterator[list[tuple[Any, str]]]:
+    """(type, path) of every PropertySpec sent through the connection until the block ends ("*": all)."""
+    stub, seen = si._stub, list[tuple[Any, str]]()
+    original = stub.InvokeMethod
+
+    def invoke(mo: Any, info: Any, args: Any, *rest: Any, **kwargs: Any) -> Any:
+        for arg in args:
+            for spec in arg if isinstance(arg, list) else [arg]:
+                if isinstance(spec, vmodl.query.PropertyCollector.FilterSpec):
+                    for ps in spec.propSet:
+                        seen.extend([(ps.type, "*")] if ps.all else [(ps.type, p) for p in ps.pathSet or ()])
+        return original(mo, info, args, *rest, **kwargs)
+
+    stub.InvokeMethod = invoke
+    try:
+        yield seen
+    finally:
+        del stub.InvokeMethod
+
+
+def whole_objects(requested: list[tuple[Any, str]]) -> list[str]:
+    """The requested paths whose value is a data object (or an array of them), such as a whole summary or
+    hardware object, rather than a leaf (a number, string, enum, moref or array of morefs)."""
+    out = []
+    for kind, path in requested:
+        t = kind
+        for part in [] if path == "*" else path.split("."):
+            t = t._GetPropertyInfo(part).type
+        item = getattr(t, "Item", t)
+        if path == "*" or (isinstance(item, type) and issubclass(item, vmodl.DynamicData)):
+            out.append(f"{kind._wsdlName}.{path}")
+    return out
+
+
+def test_the_driver_asks_for_leaf_properties_only(site: Site, make: Callable[..., ReferenceDriver],
+                                                  instances: Callable[..., Instance]) -> None:
+    """No whole summary or hardware object: the answer's size is most of a refresh's cost (docs/driver.md)."""
+    assert whole_objects([(vim.HostSystem, "summary"), (vim.HostSystem, "summary.hardware"),
+                          (vim.HostSystem, "hardware"), (vim.Datastore, "summary"), (vim.Datastore, "host"),
+                          (vim.HostSystem, "summary.hardware.memorySize"), (vim.HostSystem, "datastore"),
+                          (vim.ComputeResource, "*")]) == [
+        "HostSystem.summary", "HostSystem.summary.hardware", "HostSystem.hardware", "Datastore.summary",
+        "Datastore.host", "ComputeResource.*"]
+    d = make()
+    with property_requests(d._si) as requested:
+        d.get_available_nodes(refresh=True)
+        d.get_available_nodes()  # sets up the watch for updates
+        assert d.wait_for_changes(timeout=0) is False
+        instance = instances(root_gb=1)
+        d.spawn(instance, site.node("/DC0/host/C1"))
+        assert instance.uuid in d.list_instances()
+        d.get_info(instance)
+        d.destroy(instance)
+    assert set(ReferenceDriver.host_properties) <= {p for t, p in requested if t is vim.HostSystem}
+    assert whole_objects(requested) == []
+
+    class ReadsWholeSummaries(ReferenceDriver):
+        host_properties = (*ReferenceDriver.host_properties, "summary")
+
+    greedy = ReadsWholeSummaries(site.config())
+    try:
+        with property_requests(greedy._si) as requested:
+            greedy.get_available_nodes(refresh=True)
+        assert whole_objects(requested) == ["HostSystem.summary"]
+    finally:
+        greedy.close()
+
+
+def state(d: ReferenceDriver, refresh: bool) -> dict[str, Any]:
+    """Every node's path and figures, after a full refresh or an update."""
+    nodes = d.get_available_nodes(refresh=refresh)
+    assert d._nodes is not None
+    return {n: (d._nodes[n].path, d.get_available_resource(n)) for n in nodes}
+
+
+def differences(got: dict[str, Any], want: dict[str, Any]) -> dict[str, Any]:
+    """Per node, what differs: (observed, required), down to single figures."""
+    out: dict[str, Any] = {}
+    for n in sorted(set(got) | set(want)):
+        g, w = got.get(n), want.get(n)
+        if g is None or w is None or g[0] != w[0]:
+            out[n] = (g, w)
+        elif g[1] != w[1]:
+            out[n] = {k: (g[1].get(k), w[1].get(k)) for k in set(g[1]) | set(w[1]) if g[1].get(k) != w[1].get(k)}
+    return out
+
+
+def test_updates_between_full_refreshes_keep_the_figures_current(
+        ctl: tuple[ReferenceDriver, Any], controlled: tuple[Endpoint, Any]) -> None:
+    """get_available_nodes() applies vCenter's changes (one WaitForUpdatesEx), and gives what a full refresh
+    would: host states, a host added and removed, a VM's memory and disk, a cluster renamed and destroyed."""
+    d, control = ctl
+    endpoint, _ = controlled
+    oracle = Oracle(endpoint.host, endpoint.port, endpoint.username, endpoint.password, str(endpoint.ca_file))
+    fresh = ReferenceDriver(d.config)
+    c1 = oracle.inventory().by_path("/DC0/host/C1").moref
+    try:
+        state(d, refresh=True)
+        with count_calls(d._si) as calls:
+            state(d, refresh=False)  # the watch's set-up reads everything once
+        assert calls.by_method["WaitForUpdatesEx"] >= 1 and "CreateFilter" in calls.by_method
+
+        def same_as_a_full_refresh(what: str) -> None:
+            with count_calls(d._si) as calls:
+                got = state(d, refresh=False)
+            assert calls.by_method == {"WaitForUpdatesEx": 1}, what
+            want = state(fresh, refresh=True)
+            assert got == want, (what, differences(got, want))
+
+        control.set_host("c0a", maintenance=True)
+        same_as_a_full_refresh("a host in maintenance")
+        control.set_host("c1c", connection_state="notResponding")
+        control.set_host("c0a", maintenance=False)
+        same_as_a_full_refresh("host states")
+        added = oracle.add_host(c1, "added-c1")
+        same_as_a_full_refresh("a host added")
+        instance = Instance(uuid=str(uuid.uuid4()), name="update", memory_mb=4096, root_gb=8)
+        d.spawn(instance, node_name(c1, oracle.inventory().vcenter_uuid))
+        same_as_a_full_refresh("a VM started: memory used, datastore space")
+        d.destroy(instance)
+        remove_host(oracle, added)
+        same_as_a_full_refresh("the VM and the host gone")
+        oracle.rename(c1, vim.ClusterComputeResource, "C1-renamed")  # configured by path: it is no node now
+        same_as_a_full_refresh("a cluster renamed")
+        oracle.destroy(oracle.inventory().by_path("/DC0/host/Empty").moref, vim.ClusterComputeResource)
+        same_as_a_full_refresh("a cluster destroyed")
+        with count_calls(d._si) as calls:
+            state(d, refresh=True)
+        assert calls.by_method == {"RetrievePropertiesEx": 1}  # refresh=True stays a full refresh
+    finally:
+        fresh.close()
+        oracle.close()
+
+
+def test_a_full_refresh_during_a_wait_loses_no_change(ctl: tuple[ReferenceDriver, Any],
+                                                     controlled: tuple[Endpoint, Any]) -> None:
+    d, control = ctl
+    fresh = ReferenceDriver(d.config)
+    try:
+        state(d, refresh=False)
+        assert d.wait_for_changes(timeout=0) is False
+        outcome: list[bool] = []
+        waiter = threading.Thread(target=lambda: outcome.append(d.wait_for_changes(timeout=5)))
+        waiter.start()
+        with count_calls(d._si) as calls:
+            d.get_available_nodes()  # the waiter holds the watch: no second wait, the snapshot as it is
+        assert calls.total == 0
+        control.set_host("c1a", maintenance=True)
+        state(d, refresh=True)
+        control.set_host("c1c", maintenance=True)
+        waiter.join(timeout=10)
+        assert outcome == [True]
+        state(d, refresh=False)
+        assert state(d, refresh=False) == state(fresh, refresh=True)
+    finally:
+        fresh.close()
 
 
 # -- update notifications ------------------------------------------------------------------------------------

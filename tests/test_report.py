@@ -157,3 +157,26 @@ def test_a_new_run_leaves_nothing_of_the_last_one(tmp_path: Path) -> None:
     assert "<div class='verdict INCOMPLETE'>" in (tmp_path / "report.html").read_text()
     with pytest.raises(ReportDirError, match=r"^--report-dir .*report.json: is a file, not a directory$"):
         prepare_report_dir(tmp_path / "report.json")
+
+
+def test_efficiency_figures_are_drawn_inline_with_the_budgets() -> None:
+    """Calls and bytes per refresh against N as inline SVG (no script, nothing fetched), budgets dashed."""
+    from conformance.budgets import BYTES_PER_REFRESH
+    from conformance.report import efficiency_html, render_html
+
+    results = all_passed()
+    eff = next(r for r in results if r.requirements == ("EFF-02",))
+    eff.evidence = {"calls_per_refresh": {"1": 1, "10": 1, "100": 12}, "threshold": 4,
+                    "bytes_per_refresh": {"1": 3474, "10": 14804, "100": 4_146_205},
+                    "ms_per_refresh": {"1": 8.6, "10": 18.3, "100": 120.5},
+                    "server_ms_per_refresh": {"1": 1.3, "10": 3.2, "100": 38.9},
+                    "calls_per_spawn": 5, "bytes_per_spawn": 3809}
+    r = report(results)
+    page = render_html(r)
+    section = page[page.index("<h2>Efficiency</h2>"):page.index("<h2>All checks</h2>")]
+    assert section.count("<svg") == 2 and section == f"<h2>Efficiency</h2>{efficiency_html(r['efficiency'])}\n"
+    assert "<script" not in page and "src=" not in page and "href=" not in page
+    assert "stroke-dasharray" in section  # the budget lines
+    assert "4.0 MiB" in section and "3.7 KiB" in section  # the table under the charts
+    assert BYTES_PER_REFRESH.describe() in section
+    assert any(line.startswith("vCenter bytes per full refresh: N=1: 3,474") for line in summary_lines(r))

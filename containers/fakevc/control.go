@@ -148,19 +148,11 @@ func (s *fakevc) apiReset(*http.Request, string) (any, error) {
 }
 
 func (s *fakevc) apiCalls(*http.Request, string) (any, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	by := make(map[string]int64, len(s.calls))
-	for k, v := range s.calls {
-		by[k] = v
-	}
-	return map[string]any{"total": s.total, "by_method": by}, nil
+	return s.usage.report(), nil
 }
 
 func (s *fakevc) apiClearCalls(*http.Request, string) (any, error) {
-	s.mu.Lock()
-	s.total, s.calls = 0, map[string]int64{}
-	s.mu.Unlock()
+	s.usage.clear()
 	return nil, nil
 }
 

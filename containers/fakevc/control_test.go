@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
@@ -180,6 +182,107 @@ func TestCallsAreCountedByMethod(t *testing.T) {
 	by := out["by_method"].(map[string]any)
 	if out["total"] != 3.0 || by["CurrentTime"] != 3.0 {
 		t.Errorf("calls: %v", out)
+	}
+}
+
+func TestResponseBytesAreCountedByMethodAndSession(t *testing.T) {
+	_, base := serveURL(t, testTopology())
+	a, b := login(t, base), login(t, base)
+	api(t, base, "DELETE", "calls", nil)
+	for range 2 {
+		if _, err := methods.GetCurrentTime(bg, a.Client); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var folder mo.Folder
+	retrieve(t, b, b.ServiceContent.RootFolder, []string{"name", "childEntity"}, &folder)
+	status, out := api(t, base, "GET", "calls", nil)
+	raw, _ := json.Marshal(out)
+	type counts struct {
+		Calls, Bytes int64
+		ServerMs     float64 `json:"server_ms"`
+	}
+	var got struct {
+		Bytes    int64
+		Methods  map[string]counts
+		Sessions map[string]struct {
+			Calls, Bytes int64
+			Methods      map[string]counts
+		}
+	}
+	if err := json.Unmarshal(raw, &got); status != 200 || err != nil {
+		t.Fatalf("GET calls: %d %v", status, err)
+	}
+	now, props := got.Methods["CurrentTime"], got.Methods["RetrievePropertiesEx"]
+	// A CurrentTime answer is a small envelope; the folder read is larger.
+	if now.Calls != 2 || now.Bytes < 2*200 || now.Bytes > 2*2000 || props.Calls != 1 || props.Bytes <= now.Bytes/2 {
+		t.Errorf("methods: %s", raw)
+	}
+	if got.Bytes != now.Bytes+props.Bytes {
+		t.Errorf("total bytes %d, by method %d", got.Bytes, now.Bytes+props.Bytes)
+	}
+	// Per session, by a digest of the session key: never the key (a credential) itself.
+	for _, c := range []struct {
+		client *govmomi.Client
+		method string
+		calls  int64
+	}{{a, "CurrentTime", 2}, {b, "RetrievePropertiesEx", 1}} {
+		us, err := session.NewManager(c.client.Client).UserSession(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(raw), us.Key) {
+			t.Fatalf("a session key is in the answer: %s", raw)
+		}
+		s := got.Sessions[sessionID(us.Key)]
+		if s.Calls != c.calls || s.Methods[c.method].Bytes != got.Methods[c.method].Bytes {
+			t.Errorf("session %s: %+v in %s", sessionID(us.Key), s, raw)
+		}
+	}
+	api(t, base, "DELETE", "calls", nil)
+	if _, out := api(t, base, "GET", "calls", nil); out["bytes"] != 0.0 || len(out["sessions"].(map[string]any)) != 0 {
+		t.Errorf("after DELETE: %v", out)
+	}
+}
+
+// capture keeps the answers a client receives.
+type capture struct {
+	next http.RoundTripper
+	body *bytes.Buffer
+}
+
+func (c capture) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := c.next.RoundTrip(r)
+	if err == nil {
+		data, _ := io.ReadAll(res.Body)
+		_ = res.Body.Close()
+		c.body.Write(data)
+		res.Body = io.NopCloser(bytes.NewReader(data))
+	}
+	return res, err
+}
+
+func TestAnswersDeclareXsiOnceAsVCenterDoes(t *testing.T) {
+	fv, base := serveURL(t, testTopology())
+	c := login(t, base)
+	var seen bytes.Buffer
+	c.Client.Client.Transport = capture{c.Client.Client.Transport, &seen}
+	var h mo.HostSystem
+	retrieve(t, c, hostRef(t, fv, "C0_H0"), []string{"summary.hardware.memorySize", "runtime.inMaintenanceMode", "datastore"}, &h)
+	// A task's result is a typed value inside a typed value (vcsim declares its prefix on the outer one).
+	vm, f := createVM(t, fv, c, "C0", nil, vmSpec("typed", "shared", 1, 128))
+	if f != nil || vm.Value == "" {
+		t.Fatalf("createVM: %v %v", vm, f)
+	}
+	body := seen.String()
+	if strings.Contains(body, "_XMLSchema-instance") || !strings.Contains(body, `<val xsi:type="xsd:long">`) ||
+		!strings.Contains(body, `<result type="VirtualMachine" xsi:type="ManagedObjectReference">`) ||
+		!strings.Contains(body, `xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"`) {
+		t.Errorf("answer: %s", body)
+	}
+	// The client still reads every typed value.
+	if h.Summary.Hardware == nil || h.Summary.Hardware.MemorySize == 0 || len(h.Datastore) == 0 {
+		t.Errorf("decoded: %+v %v", h.Summary.Hardware, h.Datastore)
 	}
 }
 

@@ -55,6 +55,9 @@ type deriver struct {
 	creating sync.Map // types.ManagedObjectReference -> struct{}
 	// settled are the VMs seen complete by an earlier sync.
 	settled map[types.ManagedObjectReference]bool
+	// heardFree is each datastore's free space as PropertyCollector filters
+	// last heard it (see publishDatastores).
+	heardFree map[types.ManagedObjectReference]int64
 
 	// lists are the inventory lists as last seen, to publish the changes
 	// vcsim makes to them without Registry.Update (see publishLists).
@@ -766,9 +769,19 @@ func (d *deriver) publishDatastores(ctx *simulator.Context, f *facts) {
 		}
 		capacity := spec.CapacityMB * mib
 		free := max(0, spec.FreeMB*mib-committed[ref])
+		// vcsim writes free space itself when it adds or removes a disk,
+		// without telling PropertyCollector filters: a value it wrote that
+		// equals the derived one is still news to them (a filter on
+		// summary.freeSpace would keep the value before the disk went).
+		if d.heardFree == nil {
+			d.heardFree = map[types.ManagedObjectReference]int64{}
+		}
+		heard, known := d.heardFree[ref]
+		news := !known || heard != free
+		d.heardFree[ref] = free
 		d.publish(ctx, ds, func() bool {
 			info := ds.Info.GetDatastoreInfo()
-			return ds.Summary.Capacity == capacity && ds.Summary.FreeSpace == free && ds.Summary.Uncommitted == uncommitted[ref] &&
+			return !news && ds.Summary.Capacity == capacity && ds.Summary.FreeSpace == free && ds.Summary.Uncommitted == uncommitted[ref] &&
 				info.FreeSpace == free && info.MaxFileSize == capacity
 		}, func() []types.PropertyChange {
 			// info holds a subtype of DatastoreInfo (see setDirect).
@@ -776,6 +789,12 @@ func (d *deriver) publishDatastores(ctx *simulator.Context, f *facts) {
 				{Name: "info.freeSpace", Val: free},
 				{Name: "info.maxFileSize", Val: capacity},
 			})
+			if news && ds.Summary.FreeSpace == free && d.notify != nil { // publish would drop it as no change
+				d.notify(ctx, ds, []types.PropertyChange{
+					{Name: "summary.freeSpace", Op: types.PropertyChangeOpAssign, Val: free},
+					{Name: "info.freeSpace", Op: types.PropertyChangeOpAssign, Val: free},
+				})
+			}
 			return []types.PropertyChange{
 				{Name: "summary.capacity", Val: capacity},
 				{Name: "summary.freeSpace", Val: free},

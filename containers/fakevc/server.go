@@ -28,9 +28,9 @@ type fakevc struct {
 	gen     atomic.Int64
 	resetMu sync.Mutex
 
+	usage *counters // calls, response bytes and server time (counters.go)
+
 	mu             sync.Mutex
-	total          int64
-	calls          map[string]int64
 	latency        map[string]time.Duration
 	taskDelays     map[string]int
 	sessionTimeout time.Duration
@@ -39,7 +39,7 @@ type fakevc struct {
 }
 
 func newFakevc(topo *Topology, username, password string) (*fakevc, error) {
-	s := &fakevc{topo: topo, username: username, password: password}
+	s := &fakevc{topo: topo, username: username, password: password, usage: newCounters()}
 	s.clearControls()
 	w, err := newWorld(topo, s.userinfo())
 	if err != nil {
@@ -54,8 +54,8 @@ func (s *fakevc) userinfo() *url.Userinfo { return url.UserPassword(s.username, 
 // clearControls forgets latency, task delays, the session timeout and the
 // call counters (faults live in the world and go with it).
 func (s *fakevc) clearControls() {
+	s.usage.clear()
 	s.mu.Lock()
-	s.total, s.calls = 0, map[string]int64{}
 	s.latency = map[string]time.Duration{}
 	s.taskDelays = map[string]int{}
 	s.sessionTimeout = 0
@@ -105,12 +105,12 @@ func (s *fakevc) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	method := soapMethod(body)
+	key := ""
+	if c, err := r.Cookie(soap.SessionCookieName); err == nil {
+		key = c.Value
+	}
 
 	s.mu.Lock()
-	s.total++
-	if method != "" {
-		s.calls[method]++
-	}
 	delay, ok := s.latency[method]
 	if !ok {
 		delay = s.latency["*"]
@@ -125,14 +125,12 @@ func (s *fakevc) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	key := ""
-	if c, err := r.Cookie(soap.SessionCookieName); err == nil {
-		key = c.Value
-	}
+	out := &xsiWriter{ResponseWriter: s.usage.call(rw, method, key)}
 	w.expireIdle(timeout, key)
 	// Derived figures match the facts before any call can read them.
 	w.d.syncIfDirty()
-	w.handler.ServeHTTP(rw, r)
+	w.handler.ServeHTTP(out, r)
+	out.finish()
 	w.done(key)
 }
 

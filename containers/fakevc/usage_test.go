@@ -3,10 +3,13 @@
 package main
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
@@ -98,5 +101,48 @@ func TestUsageFollowsTheVMLifeCycle(t *testing.T) {
 	must(object.NewVirtualMachine(c.Client, vm).Destroy(bg))
 	if gone := readUsage(t, fv, c, types.ManagedObjectReference{}); gone != idle {
 		t.Errorf("after Destroy\n got %+v\nwant %+v", gone, idle)
+	}
+}
+
+// A filter on a datastore's free space hears every change, also those vcsim
+// writes itself (it adds a removed disk's size back without telling filters).
+func TestFreeSpaceChangesReachFilters(t *testing.T) {
+	must := tasks{t}.must
+	fv, c := serve(t, testTopology())
+	ds := ref(t, fv, "Datastore", "shared")
+	var before mo.Datastore
+	retrieve(t, c, ds, []string{"summary.freeSpace"}, &before)
+	vm, f := createVM(t, fv, c, "C0", nil, vmSpec("disk", "shared", 1, 4096, disk{gb: 8}))
+	if f != nil {
+		t.Fatal(faultText(f))
+	}
+	must(object.NewVirtualMachine(c.Client, vm).PowerOn(bg))
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	watching, done := make(chan struct{}), make(chan error, 1)
+	var heard []int64
+	go func() {
+		done <- property.Wait(ctx, property.DefaultCollector(c.Client), ds, []string{"summary.freeSpace"},
+			func(changes []types.PropertyChange) bool {
+				for _, ch := range changes {
+					if v, ok := ch.Val.(int64); ok {
+						heard = append(heard, v)
+					}
+				}
+				if len(heard) == 1 {
+					close(watching) // the filter exists and has sent the current value
+				}
+				return len(heard) > 1 && heard[len(heard)-1] == before.Summary.FreeSpace
+			})
+	}()
+	select {
+	case <-watching:
+	case err := <-done:
+		t.Fatalf("wait ended before the destroy: %v", err)
+	}
+	must(object.NewVirtualMachine(c.Client, vm).PowerOff(bg))
+	must(object.NewVirtualMachine(c.Client, vm).Destroy(bg))
+	if err := <-done; err != nil {
+		t.Errorf("free space heard %v, never back at %d: %v", heard, before.Summary.FreeSpace, err)
 	}
 }
