@@ -1068,8 +1068,15 @@ class WakesOnAnyChange(Peeks):
     targets = ("CHURN-06",)
     proves = ("test_wait_for_changes_stays_asleep_on_unmanaged_changes",)
 
+    def get_available_nodes(self, refresh: bool = False) -> list[str]:
+        nodes = super().get_available_nodes(refresh)
+        if refresh or "_reported" not in self.__dict__:  # what the caller was told at its last refresh
+            self._reported = {n: super(WakesOnAnyChange, self).get_available_resource(n) for n in nodes}
+        return nodes
+
     def _figures(self) -> dict[str, Resources]:
-        return {n: self.get_available_resource(n) for n in self.get_available_nodes()}
+        self.get_available_nodes()
+        return dict(self._reported)
 
     def wait_for_changes(self, timeout: float) -> bool:
         before = self._figures()
@@ -1089,7 +1096,7 @@ class WakesOnAnyChange(Peeks):
                 update = pc.WaitForUpdatesEx(update.version, pc_type.WaitOptions(maxWaitSeconds=0))
             version = update.version if update is not None else ""
             self.get_available_nodes(refresh=True)  # what changed before the watch existed
-            if self._figures() != before:
+            if self._reported != before:
                 return True
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
