@@ -12,6 +12,8 @@ IMAGE_REPO  := vcconform/fakevc
 # The image is tagged by content: <govmomi>-<first 12 hex of the binary's sha256>, so checkouts never share a
 # mutable tag; conformance.harness.default_image() computes the same name.
 IMAGE        = $(IMAGE_REPO):$(GOVMOMI)-$(shell sha256sum $(FAKEVC) 2>/dev/null | cut -c1-12)
+# Images carry the checkout they were built from, so `make image` can prune this checkout's older ones.
+CHECKOUT    := $(shell printf %s '$(CURDIR)' | sha256sum | cut -c1-12)
 DRIVER      ?= driver_under_test.reference:ReferenceDriver
 BACKEND     ?= process
 TOPOLOGY    ?= fixtures/topologies/standard.yaml
@@ -21,7 +23,7 @@ TEST_WORKERS ?= 2
 
 export VCCONFORM_FAKEVC_BINARY := $(CURDIR)/$(FAKEVC)
 
-.PHONY: all conformance certify test selftest selftest-full lint go-test simulator image bench clean help
+.PHONY: all conformance certify test selftest selftest-full lint go-test go-fuzz simulator image bench clean help
 
 all: conformance
 
@@ -47,7 +49,12 @@ image: $(FAKEVC)
 	rm -rf .cache/image && mkdir -p .cache/image/tmp && chmod 1777 .cache/image/tmp
 	cp $(FAKEVC) .cache/image/fakevc
 	tar -C .cache/image --numeric-owner --owner=0 --group=0 -cf .cache/image/rootfs.tar tmp
-	DOCKER_BUILDKIT=0 docker build --quiet -f containers/Dockerfile -t $(IMAGE) .cache/image
+	DOCKER_BUILDKIT=0 docker build --quiet --label vcconform.checkout=$(CHECKOUT) -f containers/Dockerfile \
+		-t $(IMAGE) .cache/image
+	@# This checkout's superseded images go (one a container still uses stays); other checkouts' are left alone.
+	@docker image ls --filter label=vcconform.checkout=$(CHECKOUT) --format '{{.Repository}}:{{.Tag}}' \
+		| grep -vxF -e '$(IMAGE)' -e '<none>:<none>' | xargs -r docker rmi >/dev/null 2>&1 || true
+	@docker image prune --force --filter label=vcconform.checkout=$(CHECKOUT) >/dev/null 2>&1 || true
 
 conformance: $(VENV)/.installed $(FAKEVC)
 	@if [ "$(BACKEND)" = container ]; then $(MAKE) --no-print-directory image; fi
@@ -68,7 +75,14 @@ lint: $(VENV)/.installed
 go-test:
 	cd $(FAKEVC_DIR) && go test ./...
 
-test: $(VENV)/.installed $(FAKEVC) lint go-test
+# Go's native fuzzing over the SOAP front, bounded in time: no input may panic fakevc or leave an object
+# locked. A failing input is written to $(FAKEVC_DIR)/testdata/fuzz/FuzzSOAP/ (commit it: it becomes a seed).
+# The first run builds an instrumented binary (a few minutes on 2 cores; cached afterwards).
+FUZZ_TIME ?= 15s
+go-fuzz:
+	cd $(FAKEVC_DIR) && go test -run '^$$' -fuzz '^FuzzSOAP$$' -fuzztime $(FUZZ_TIME) -fuzzminimizetime 10x .
+
+test: $(VENV)/.installed $(FAKEVC) lint go-test go-fuzz
 	@if $(PY) -c 'import sys; from conformance.harness import docker_available as d; r = d(); print(r or ""); sys.exit(1 if r else 0)' >/dev/null; then \
 		$(MAKE) --no-print-directory image; \
 	else \

@@ -156,3 +156,15 @@ class Control:
 
     def close_listeners(self) -> None:
         self._call("DELETE", "listeners")
+
+    # -- paging -----------------------------------------------------------------------------------------
+
+    def paging(self) -> dict[str, Any]:
+        """``{"page_size", "pending"}``: the most objects per RetrievePropertiesEx answer, and how many paged
+        results wait to be read (continued or cancelled)."""
+        return dict(self._call("GET", "paging"))
+
+    def set_page_size(self, objects: int) -> None:
+        """Cut every RetrievePropertiesEx answer at ``objects`` (until the next reset, which restores the
+        topology's ``page_size``)."""
+        self._call("PUT", "paging", {"page_size": objects})

@@ -3,7 +3,10 @@
 Both backends run the same binary with the same flags, listen on 127.0.0.1 only, and return the same
 ``Endpoint``. Ready means: the simulator wrote ready.json, its port accepts a connection and ``GET /about``
 answers over verified TLS. Stopping removes the process or container (by pid or id, never by name) and
-the state folder; the simulator also exits by itself when the process that started it is gone.
+the state folder; the simulator also exits by itself when the process that started it is gone (-parent-pid
+for a process; for a container, which has its own pid namespace, a named-pipe lifeline). The container is a
+sandbox (conformance.sandbox: never root, no capabilities, read-only, limited), and every start first removes
+what killed runs left behind (their containers and state folders).
 
 The password reaches the simulator through a 0600 file in the state folder (0700), never the environment
 or the command line; every file the harness writes there is 0600. ``Endpoint.status()`` and
@@ -31,6 +34,7 @@ from typing import Any
 import requests
 
 from conformance.masking import add_secret, mask
+from conformance.sandbox import Lifeline, container_kwargs, owner_id, remove_leftovers, state_prefix
 from conformance.topology import Topology, load_topology
 
 __all__ = [
@@ -323,6 +327,7 @@ def _start_container(image: str, state: Path, env: dict[str, str], listen: str, 
         raise SimulatorError(f"container backend: {reason}. Hint: start dockerd, or use --vcsim-backend=process")
     client = docker.from_env()
     try:
+        remove_leftovers(client)  # containers and state folders of runs that were killed
         client.images.get(image)
     except docker.errors.ImageNotFound:
         raise SimulatorError(f"container backend: image {image} not found (images are built, never pulled). "
@@ -330,18 +335,28 @@ def _start_container(image: str, state: Path, env: dict[str, str], listen: str, 
     finally:
         client.close()
 
+    # The container has its own pid namespace, where -parent-pid would name another process: a named pipe
+    # this process holds open is its lifeline instead (sandbox.Lifeline).
+    args = _fakevc_args(STATE_IN_CONTAINER, listen, trace)
+    if "-parent-pid" in args:
+        i = args.index("-parent-pid")
+        del args[i:i + 2]
+    lifeline = Lifeline(state)
     container = (
         DockerContainer(image)
-        .with_command(_fakevc_args(STATE_IN_CONTAINER, listen, trace))
+        .with_command([*args, "-lifeline", f"{STATE_IN_CONTAINER}/lifeline"])
         .with_volume_mapping(str(state), STATE_IN_CONTAINER, "rw")
-        # Host networking only (dockerd runs with --bridge=none); the host's pid namespace lets
-        # -parent-pid see this process; our uid keeps the state files ours to delete.
-        .with_kwargs(network_mode="host", pid_mode="host", user=f"{os.getuid()}:{os.getgid()}",
-                     auto_remove=True)
+        # Never root, no capabilities, read-only but for the state folder (TMPDIR too), limits, labels.
+        .with_kwargs(**container_kwargs(state, owner_id()))
+        .with_env("TMPDIR", STATE_IN_CONTAINER)
     )
     for k, v in env.items():
         container.with_env(k, v)
-    container.start()
+    try:
+        container.start()
+    except BaseException:
+        lifeline.close()  # a container that was only created goes with its lifeline (or the next run's sweep)
+        raise
     cid = container.get_wrapped_container().id
 
     def logs() -> str:
@@ -405,6 +420,7 @@ def _start_container(image: str, state: Path, env: dict[str, str], listen: str, 
             container.get_wrapped_container().unpause()
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             container.stop()  # removes the container by id
+        lifeline.close()
 
     def kept_logs() -> str:
         return logs() or (state / "fakevc.log").read_text(errors="replace")
@@ -428,7 +444,8 @@ def start_simulator(topology: str | Path | Topology, backend: str = "process", *
     if backend not in BACKENDS:
         raise SimulatorError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     topo = topology if isinstance(topology, Topology) else load_topology(topology)
-    state = Path(tempfile.mkdtemp(prefix="vcconform-"))  # 0700
+    remove_leftovers()  # state folders of killed runs (which may hold a TLS key)
+    state = Path(tempfile.mkdtemp(prefix=state_prefix()))  # 0700; the name says whose it is
     try:
         write_private(state / "topology.json", topo.to_json())
         password = secrets.token_urlsafe(18)

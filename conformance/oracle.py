@@ -139,9 +139,13 @@ class Inventory:
         """What a node must report.
 
         RES-01: vcpus and memory_mb are the sums over connected hosts not in maintenance mode of their
-        hardware threads and memory (MiB). RES-05: memory_mb_used is the sum of those hosts'
-        quickStats.overallMemoryUsage. RES-02: local_gb and local_gb_used come from the cluster's usable
-        datastores that match the filter, each counted once, summed in bytes and then floored to GiB.
+        hardware threads and memory (MiB): the hardware, as Nova's vm_util.get_stats_from_cluster reports,
+        not the cluster's effectiveMemory (the hardware less each hypervisor's share, which is in use and
+        therefore in memory_mb_used). RES-05: memory_mb_used is the sum of those hosts'
+        quickStats.overallMemoryUsage: the hypervisor's share plus each running VM's consumed memory (its
+        memory and overhead), not the VMs' configured memory. RES-02: local_gb and local_gb_used come from
+        the cluster's usable datastores that match the filter, each counted once, summed in bytes and then
+        floored to GiB. docs/driver.md says why, figure by figure.
         """
         hosts = [h for h in cluster.hosts if h.schedulable]
         stores = [d for d in cluster.datastores

@@ -80,6 +80,14 @@ REQUIREMENTS: dict[str, Requirement] = {r.id: r for r in [
         "Two driver instances with disjoint cluster sets report disjoint node sets covering all their clusters",
         "Several services split one vCenter's clusters between them; overlapping nodes double-count "
         "capacity, gaps hide it."),
+    Requirement(
+        "NODE-07", MANDATORY,
+        "Every page of a paged vCenter answer is read: nodes, figures and instances are complete whatever "
+        "the page size",
+        "vCenter answers RetrievePropertiesEx with at most 100 objects (fewer if its policy says so) and a "
+        "token for the rest. A driver that ignores the token works on a small test inventory and silently "
+        "loses clusters, hosts and instances on a real one. What a driver does not read it cancels "
+        "(CancelRetrievePropertiesEx); otherwise vCenter holds it until the session ends."),
     # -- RES --------------------------------------------------------------------------------------------
     Requirement(
         "RES-01", MANDATORY,
@@ -227,8 +235,9 @@ REQUIREMENTS: dict[str, Requirement] = {r.id: r for r in [
         "vCenter calls per full refresh (all nodes and their resources) stay within the budget "
         "(conformance/budgets.py) at N = 1, 10 and 100 clusters; the figures are reported",
         "One PropertyCollector query over a ContainerView costs one round trip for any number of "
-        "clusters; one query per cluster costs N, and a vCenter with many clusters and services feels it. "
-        "Reported in the standard profile, mandatory in the scale profile."),
+        "clusters (plus one per 100 objects when vCenter pages its answer); one query per cluster costs N, "
+        "and a vCenter with many clusters and services feels it. Reported in the standard profile, mandatory "
+        "in the scale profile."),
     Requirement(
         "EFF-02", OPTIONAL,
         "vCenter bytes per full refresh and per spawn stay within the budgets of conformance/budgets.py; "

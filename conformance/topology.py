@@ -28,12 +28,15 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+#: vCenter's own limit on the objects in one RetrievePropertiesEx answer; the rest follows a token.
+DEFAULT_PAGE_SIZE = 100
 CONNECTION_STATES = ("connected", "disconnected", "notResponding")
 DATASTORE_MAINTENANCE = ("normal", "enteringMaintenance", "inMaintenance")
 MIB = 1024 * 1024
 DATASTORE_TYPES = ("VMFS", "NFS", "NFS41", "vsan", "VVOL")
 HARDWARE_FIELDS = ("cpu_sockets", "cpu_cores", "cpu_threads", "cpu_mhz")
 MEMORY_FIELDS = ("memory_gb", "memory_mb", "memory_bytes")
+OVERHEAD_FIELDS = ("overhead_cpu_mhz", "overhead_memory_mb")
 COUNTER = re.compile(r"\{i(?::([^{}]*))?\}")  # {i} or {i:03d} in names that come with a count
 
 
@@ -51,12 +54,29 @@ class HostSpec:
     memory_mb: int
     connection_state: str = "connected"
     maintenance: bool = False
+    #: The hypervisor's share of the host (MHz, MiB): left out of the cluster's effective figures and in use on
+    #: a connected host even when it runs no VM. None: the default (see default_overhead).
+    overhead_cpu_mhz: int | None = None
+    overhead_memory_mb: int | None = None
     memory_bytes: int = 0  # the exact size when it is not whole MiB (memory_mb is then its floor); 0: memory_mb
+
+    def __post_init__(self) -> None:
+        cpu, memory = default_overhead(self.cpu_cores, self.cpu_mhz, self.memory_mb)
+        if self.overhead_cpu_mhz is None:
+            object.__setattr__(self, "overhead_cpu_mhz", cpu)
+        if self.overhead_memory_mb is None:
+            object.__setattr__(self, "overhead_memory_mb", memory)
 
     @property
     def memory_size(self) -> int:
         """The host's memory in bytes (summary.hardware.memorySize)."""
         return self.memory_bytes or self.memory_mb * MIB
+
+
+def default_overhead(cores: int, mhz: int, memory_mb: int) -> tuple[int, int]:
+    """The hypervisor's share of a host when the topology does not give it: 2 % of its CPU capacity, and
+    1 GiB plus 1 % of its memory (never more than half of it), roughly what an idle ESXi host uses."""
+    return cores * mhz // 50, min(memory_mb // 2, 1024 + memory_mb // 100)
 
 
 @dataclass(frozen=True)
@@ -95,6 +115,8 @@ class Topology:
     source: str
     datacenters: tuple[DatacenterSpec, ...]
     digest: str = field(default="", compare=False)
+    #: The most objects one RetrievePropertiesEx answer holds; the rest follows page by page.
+    page_size: int = DEFAULT_PAGE_SIZE
 
     def cluster_paths(self) -> list[str]:
         """Inventory paths of every cluster, folders included, e.g. ``/DC0/host/DC0_C0`` or
@@ -126,7 +148,7 @@ def load_topology(path: str | Path) -> Topology:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise TopologyError(f"{p}: not valid YAML{where}: {problem}") from None
     topo = _Parser(str(p)).topology(raw)
-    return Topology(topo.name, topo.source, topo.datacenters, hashlib.sha256(raw_bytes).hexdigest())
+    return Topology(topo.name, topo.source, topo.datacenters, hashlib.sha256(raw_bytes).hexdigest(), topo.page_size)
 
 
 class _Parser:
@@ -159,8 +181,12 @@ class _Parser:
         return value
 
     def name(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or not value.strip() or "/" in value:
-            raise self.fail(where, "a non-empty name without '/'", value)
+        # vCenter's entity names: non-empty, at most 80 characters; it escapes '/', '\' and '%' (%2f, %5c, %25),
+        # so a topology that used them would not name the object it creates.
+        if (not isinstance(value, str) or not value.strip() or len(value) > 80
+                or any(ch in value for ch in "/\\%") or not value.isprintable()):
+            raise self.fail(where, "a non-empty name of at most 80 printable characters without '/', '\\' or '%'",
+                            value)
         return value
 
     def folder(self, value: Any, where: str) -> tuple[str, ...]:
@@ -208,7 +234,7 @@ class _Parser:
         return value
 
     def topology(self, raw: Any) -> Topology:
-        doc = self.mapping(raw, "", ("version", "name", "datacenters"), ("host_profiles",))
+        doc = self.mapping(raw, "", ("version", "name", "datacenters"), ("host_profiles", "page_size"))
         if doc["version"] != SCHEMA_VERSION:
             raise self.fail("version", str(SCHEMA_VERSION), doc["version"])
         name = self.name(doc["name"], "name")
@@ -232,12 +258,14 @@ class _Parser:
             for depth, part in enumerate(dc.folder):
                 self.place(root, dc.folder[:depth], part, "folder", f"datacenters[{i}].folder")
             self.place(root, dc.folder, dc.name, "datacenter", f"datacenters[{i}].name")
-        return Topology(name, self.source, tuple(dcs))
+        page_size = self.integer(doc.get("page_size", DEFAULT_PAGE_SIZE), "page_size")
+        return Topology(name, self.source, tuple(dcs), page_size=page_size)
 
     def hardware(self, raw: Any, where: str, *, need_all: bool) -> dict[str, int]:
-        optional = (*HARDWARE_FIELDS, *MEMORY_FIELDS)
+        optional = (*HARDWARE_FIELDS, *MEMORY_FIELDS, *OVERHEAD_FIELDS)
         m = self.mapping(raw, where, (), optional)
         hw = {k: self.integer(m[k], f"{where}.{k}") for k in HARDWARE_FIELDS if k in m}
+        hw.update({k: self.integer(m[k], f"{where}.{k}", minimum=0) for k in OVERHEAD_FIELDS if k in m})
         given = [k for k in MEMORY_FIELDS if k in m]
         if len(given) > 1:
             raise self.fail(f"{where}.{given[1]}", "one of memory_gb, memory_mb or memory_bytes, not several",
@@ -257,6 +285,13 @@ class _Parser:
             if not hw["cpu_sockets"] <= hw["cpu_cores"] <= hw["cpu_threads"]:
                 raise self.fail(f"{where}.cpu_threads", "cpu_sockets <= cpu_cores <= cpu_threads",
                                 (hw["cpu_sockets"], hw["cpu_cores"], hw["cpu_threads"]))
+            capacity = hw["cpu_cores"] * hw["cpu_mhz"]
+            if hw.get("overhead_cpu_mhz", 0) >= capacity:
+                raise self.fail(f"{where}.overhead_cpu_mhz", f"less than the host's {capacity} MHz",
+                                hw["overhead_cpu_mhz"])
+            if hw.get("overhead_memory_mb", 0) >= hw["memory_mb"]:
+                raise self.fail(f"{where}.overhead_memory_mb", f"less than the host's {hw['memory_mb']} MiB",
+                                hw["overhead_memory_mb"])
         return hw
 
     def hosts(self, raw: Any, where: str, prefix: str) -> list[HostSpec]:
@@ -264,7 +299,7 @@ class _Parser:
         for i, entry in enumerate(self.seq(raw, where)):
             w = f"{where}[{i}]"
             m = self.mapping(entry, w, (), ("name", "profile", "count", "connection_state", "maintenance",
-                                            *HARDWARE_FIELDS, *MEMORY_FIELDS))
+                                            *HARDWARE_FIELDS, *MEMORY_FIELDS, *OVERHEAD_FIELDS))
             count = self.integer(m.get("count", 1), f"{w}.count")
             if "name" in m and count != 1:
                 raise self.fail(f"{w}.name", "no name when count is given (names are generated)",
@@ -275,7 +310,7 @@ class _Parser:
                     known = ", ".join(self.profiles) or "none defined"
                     raise self.fail(f"{w}.profile", f"a profile from host_profiles ({known})", m["profile"])
                 hw.update(self.profiles[m["profile"]])
-            own = {k: v for k, v in m.items() if k in (*HARDWARE_FIELDS, *MEMORY_FIELDS)}
+            own = {k: v for k, v in m.items() if k in (*HARDWARE_FIELDS, *MEMORY_FIELDS, *OVERHEAD_FIELDS)}
             if own:
                 if any(k in own for k in MEMORY_FIELDS):
                     hw.pop("memory_mb", None)

@@ -237,6 +237,17 @@ class ManagesTheWholeDatacenter(Mutant):
             view.DestroyView()
 
 
+class ReadsFirstPageOnly(Mutant):
+    """Takes the first answer of each RetrievePropertiesEx and ignores its token (the rest of a paged answer)."""
+
+    targets = ("NODE-07",)
+
+    def _retrieve(self, spec: Any) -> list[Any]:
+        result = self._content.propertyCollector.RetrievePropertiesEx(
+            [spec], vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=self.page_size))
+        return list(result.objects) if result is not None else []
+
+
 # -- RES -------------------------------------------------------------------------------------------------
 
 class CountsCoresNotThreads(Mutant):
@@ -269,6 +280,35 @@ class CountsDatastorePerHost(Mutant):
         assert self._nodes is not None
         hosts = max(1, len(self._nodes[nodename].hosts))
         res["local_gb"] = res.get("local_gb", 0) * hosts
+        return res
+
+
+class ReportsEffectiveMemory(Mutant):
+    """Reports the cluster's summary.effectiveMemory as memory_mb: what is left for VMs after the hypervisor's
+    share, where the requirement (and Nova) is the hosts' hardware memory."""
+
+    targets = ("RES-01",)
+
+    def get_available_resource(self, nodename: str) -> Resources:
+        res = super().get_available_resource(nodename)
+        res["memory_mb"] = int(self._node(nodename).cluster.summary.effectiveMemory)
+        return res
+
+
+class CountsConfiguredVmMemory(Mutant):
+    """Reports memory_mb_used as the configured memory of the powered-on VMs: it misses what the hypervisor
+    uses and each VM's overhead (quickStats.overallMemoryUsage counts both)."""
+
+    targets = ("RES-05",)
+
+    def get_available_resource(self, nodename: str) -> Resources:
+        res = super().get_available_resource(nodename)
+        used = 0
+        for host in self._node(nodename).hosts:
+            if self._schedulable(host):
+                used += sum(vm.config.hardware.memoryMB for vm in host["ref"].vm
+                            if vm.runtime.powerState == "poweredOn")
+        res["memory_mb_used"] = used
         return res
 
 

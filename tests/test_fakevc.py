@@ -15,7 +15,7 @@ from pyVmomi import vim, vmodl
 
 from conformance.control import Control, ControlError
 from conformance.harness import Endpoint, start_simulator
-from conformance.topology import load_topology
+from conformance.topology import default_overhead, load_topology
 from tests.conftest import REPO
 
 HETEROGENEOUS = REPO / "fixtures" / "topologies" / "heterogeneous.yaml"
@@ -113,7 +113,8 @@ def test_heterogeneous_topology_is_built_as_written(si: Any, hetero: Endpoint) -
     assert spare.numHosts == 0 and spare.overallStatus == "green"
     prod = clusters[EU_PROD].summary  # 5 hosts; only h0-h2 are connected and outside maintenance mode
     assert (prod.numHosts, prod.numEffectiveHosts) == (5, 3)
-    assert prod.effectiveMemory == (768 + 256 + 64) * 1024
+    shares = [default_overhead(c, mhz, gib * 1024) for c, mhz, gib in ((28, 2600, 768), (16, 2400, 256), (8, 2100, 64))]
+    assert prod.effectiveMemory == (768 + 256 + 64) * 1024 - sum(mb for _, mb in shares)  # less the hypervisor's
     assert prod.totalCpu == 2600 * 28 + 2400 * 16 * 2 + 2100 * 8 * 2
 
 
@@ -149,11 +150,12 @@ def test_cluster_summary_follows_the_host_life_cycle(si: Any) -> None:
     prod = cluster(si, EU_PROD)
     h1 = host(si, "eu-prod-h1")  # medium: 16 cores at 2,400 MHz, 256 GiB
     before = prod.summary
+    share_mhz, share_mb = default_overhead(16, 2400, 256 * 1024)  # the hypervisor's, not in the effective figures
     WaitForTask(h1.EnterMaintenanceMode_Task(timeout=0))  # pyVim's own wait: task names are method names
     s = prod.summary
     assert s.numEffectiveHosts == before.numEffectiveHosts - 1
-    assert s.effectiveCpu == before.effectiveCpu - 2400 * 16
-    assert s.effectiveMemory == before.effectiveMemory - 256 * 1024
+    assert s.effectiveCpu == before.effectiveCpu - (2400 * 16 - share_mhz)
+    assert s.effectiveMemory == before.effectiveMemory - (256 * 1024 - share_mb)
     assert s.totalMemory == before.totalMemory and s.numHosts == before.numHosts
     assert isinstance(fault_of(h1.EnterMaintenanceMode_Task(timeout=0)), vim.fault.InvalidState)
     WaitForTask(h1.ExitMaintenanceMode_Task(timeout=0))
@@ -182,8 +184,9 @@ def test_host_moves_between_clusters(si: Any) -> None:
     WaitForTask(h2.ExitMaintenanceMode_Task(timeout=0))
     assert h2.parent == dst
     s1, d1 = src.summary, dst.summary
-    assert (s1.numHosts, s1.effectiveMemory) == (s0.numHosts - 1, s0.effectiveMemory - 64 * 1024)
-    assert (d1.numHosts, d1.effectiveCpu) == (d0.numHosts + 1, d0.effectiveCpu + 2100 * 8)
+    share_mhz, share_mb = default_overhead(8, 2100, 64 * 1024)
+    assert (s1.numHosts, s1.effectiveMemory) == (s0.numHosts - 1, s0.effectiveMemory - (64 * 1024 - share_mb))
+    assert (d1.numHosts, d1.effectiveCpu) == (d0.numHosts + 1, d0.effectiveCpu + 2100 * 8 - share_mhz)
     assert h2 not in src.host and h2 in dst.host
 
 
@@ -243,27 +246,30 @@ def test_usage_follows_the_vm_life_cycle(si: Any) -> None:
     h0 = host(si, "eu-batch-h0")  # nosmt: 12 cores at 3,000 MHz
     ds = objects(si, vim.Datastore)["eu-batch-nfs"]
     free0, uncommitted0 = ds.summary.freeSpace, ds.summary.uncommitted or 0
+    idle_mhz, idle_mb = default_overhead(12, 3000, 96 * 1024)  # an idle host runs its hypervisor
+    consumed = 8192 + 32 + 8 * 4 + 8192 // 128  # a running VM consumes its memory and its overhead
 
     vm = WaitForTask(dc.vmFolder.CreateVM_Task(config=vm_spec("usage", "eu-batch-nfs", 4, 8192, 10, 30),
                                                pool=batch.resourcePool, host=h0)) and None
     vm = objects(si, vim.VirtualMachine)["usage"]
     assert ds.summary.freeSpace == free0 - 10 * GIB
     assert ds.summary.uncommitted == uncommitted0 + 30 * GIB
-    assert (h0.summary.quickStats.overallCpuUsage or 0) == 0
+    assert (h0.summary.quickStats.overallCpuUsage, h0.summary.quickStats.overallMemoryUsage) == (idle_mhz, idle_mb)
 
     WaitForTask(vm.PowerOnVM_Task())
-    assert h0.summary.quickStats.overallCpuUsage == 4 * 3000
-    assert h0.summary.quickStats.overallMemoryUsage == 8192
+    assert h0.summary.quickStats.overallCpuUsage == idle_mhz + 4 * 3000
+    assert h0.summary.quickStats.overallMemoryUsage == idle_mb + consumed
     assert vm.summary.quickStats.overallCpuUsage == 4 * 3000
+    assert vm.summary.quickStats.hostMemoryUsage == consumed
     usage = batch.summary.usageSummary
-    assert (usage.cpuDemandMhz, usage.memDemandMB, usage.memReservationMB) == (12000, 8192, 1024)
+    assert (usage.cpuDemandMhz, usage.memDemandMB, usage.memReservationMB) == (12000, consumed, 1024)
     pool = batch.resourcePool.runtime
-    assert (pool.cpu.overallUsage, pool.memory.overallUsage) == (12000, 8192 * MIB)
+    assert (pool.cpu.overallUsage, pool.memory.overallUsage) == (12000, consumed * MIB)
     assert pool.memory.reservationUsed == 1024 * MIB
     assert ds.summary.freeSpace == free0 - 10 * GIB - (8192 - 1024) * MIB  # the swap file
 
     WaitForTask(vm.PowerOffVM_Task())
-    assert (h0.summary.quickStats.overallMemoryUsage or 0) == 0
+    assert h0.summary.quickStats.overallMemoryUsage == idle_mb
     assert ds.summary.freeSpace == free0 - 10 * GIB
     WaitForTask(vm.Destroy_Task())
     assert (ds.summary.freeSpace, ds.summary.uncommitted or 0) == (free0, uncommitted0)

@@ -195,3 +195,34 @@ def test_scale_topology_has_8000_hosts() -> None:
     (dc,) = topo.datacenters
     assert len(dc.clusters) == 1000 and {len(c.hosts) for c in dc.clusters} == {8}
     assert len({(h.cpu_threads, h.memory_mb) for h in dc.clusters[0].hosts}) == 3
+
+
+# -- paging and the hypervisor's share (issue 10) ----------------------------------------------------------
+
+def test_page_size_and_overheads_have_defaults_and_overrides(tmp_path: Path) -> None:
+    topo = load_topology(write(tmp_path, GOOD))
+    assert topo.page_size == 100  # vCenter's own limit
+    host = topo.datacenters[0].clusters[0].hosts[0]
+    assert (host.overhead_cpu_mhz, host.overhead_memory_mb) == (2 * 2000 // 50, 1024 + 8 * 1024 // 100)
+    text = GOOD.replace("version: 1", "version: 1\npage_size: 7").replace(
+        "{profile: p, count: 2}", "{profile: p, count: 2, overhead_cpu_mhz: 0, overhead_memory_mb: 2048}")
+    topo = load_topology(write(tmp_path, text))
+    host = topo.datacenters[0].clusters[0].hosts[0]
+    assert topo.page_size == 7 and (host.overhead_cpu_mhz, host.overhead_memory_mb) == (0, 2048)
+    assert '"page_size": 7' in topo.to_json() and '"overhead_memory_mb": 2048' in topo.to_json()
+    for name in ("standard", "heterogeneous"):  # a full refresh of a shipped topology spans several pages
+        assert load_topology(Path(__file__).parent.parent / "fixtures" / "topologies" / f"{name}.yaml").page_size <= 5
+
+
+@pytest.mark.parametrize(("change", "field", "expected"), [
+    (("version: 1", "version: 1\npage_size: 0"), "page_size", ">= 1"),
+    (("memory_gb: 8}", "memory_gb: 8, overhead_memory_mb: 8192}"), "overhead_memory_mb", "less than the host's"),
+    (("cpu_mhz: 2000", "cpu_mhz: 2000, overhead_cpu_mhz: 4000"), "overhead_cpu_mhz", "less than the host's"),
+    (("{profile: p, count: 2}", "{profile: p, count: 2, overhead_cpu_mhz: -1}"), "overhead_cpu_mhz", ">= 0"),
+    (("name: DC0", "name: DC%0"), "datacenters[0].name", "without '/'"),  # vCenter would escape it
+    (("name: DC0", "name: " + "D" * 81), "datacenters[0].name", "at most 80"),
+])
+def test_page_size_and_overhead_mistakes(tmp_path: Path, change: tuple[str, str], field: str, expected: str) -> None:
+    with pytest.raises(TopologyError, match=r"^[^\n]*$") as err:
+        load_topology(write(tmp_path, GOOD.replace(*change)))
+    assert field in str(err.value) and expected in str(err.value), str(err.value)

@@ -28,6 +28,16 @@ const mib = int64(1024 * 1024)
 // datastore to 1 TB per mounting host), from which usage is derived.
 type inventory struct {
 	datastores map[types.ManagedObjectReference]Datastore
+	overheads  map[types.ManagedObjectReference]overhead // of the topology's hosts
+}
+
+// hostOverhead is a host's hypervisor share: the topology's, or the default
+// for a host added since.
+func (inv *inventory) hostOverhead(ref types.ManagedObjectReference, hw *types.HostHardwareSummary) overhead {
+	if o, ok := inv.overheads[ref]; ok {
+		return o
+	}
+	return defaultOverhead(int32(hw.NumCpuCores), hw.CpuMhz, hw.MemorySize/mib)
 }
 
 // builder creates objects the way vcsim wires them (same fields, same
@@ -56,7 +66,8 @@ func build(m *simulator.Model, t *Topology, dsRoot string) (*inventory, error) {
 		ctx: m.Service.Context, reg: m.Map(), dsRoot: dsRoot, tmpl: tmpl,
 		// A fixed boot time keeps two builds of one topology identical.
 		boot: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC),
-		inv:  &inventory{datastores: map[types.ManagedObjectReference]Datastore{}},
+		inv: &inventory{datastores: map[types.ManagedObjectReference]Datastore{},
+			overheads: map[types.ManagedObjectReference]overhead{}},
 	}
 	root := b.reg.Get(m.ServiceContent.RootFolder).(*simulator.Folder)
 	for _, dc := range t.Datacenters {
@@ -93,6 +104,7 @@ func (b *builder) datacenter(root *simulator.Folder, spec Datacenter) error {
 		for _, hs := range cs.Hosts {
 			h := b.newHost(hs, cl.Network[:1])
 			b.reg.PutEntity(cl, b.reg.NewEntity(h))
+			b.inv.overheads[h.Self] = overhead{hs.OverheadCPUMhz, hs.OverheadMemoryMB}
 			h.Summary.Host = &h.Self
 			h.Config.Host = h.Self
 			cl.Host = append(cl.Host, h.Self)
@@ -167,6 +179,11 @@ func (b *builder) newHost(spec Host, network []types.ManagedObjectReference) *si
 
 	cert := &simulator.HostCertificateManager{Host: &h.HostSystem}
 	cert.CertificateInfo = b.tmpl.cert
+	// Only the managers below are served: the template's other 27 (CPU
+	// scheduler, SNMP, services, ...) would name objects that do not exist,
+	// and a reference that leads nowhere is worse than none (a client gets
+	// ManagedObjectNotFound). vCenter has them all.
+	h.ConfigManager = types.HostConfigManager{}
 	managers := []struct {
 		ref **types.ManagedObjectReference
 		obj mo.Reference
@@ -183,6 +200,17 @@ func (b *builder) newHost(spec Host, network []types.ManagedObjectReference) *si
 		ref := b.reg.Put(m.obj).Reference()
 		*m.ref = &ref
 	}
+	// The template's datastoreBrowser is "ha-host-datastorebrowser", which no
+	// object serves: each host gets its own, over the datastores it mounts.
+	h.DatastoreBrowser = b.reg.Put(&simulator.HostDatastoreBrowser{}).Reference()
+	// The template's vSAN config names the template host ("ha-host"), and its
+	// cache configuration a datastore that does not exist.
+	if v := cfg.VsanHostConfig; v != nil {
+		vsan := *v
+		vsan.HostSystem = &h.Self
+		cfg.VsanHostConfig = &vsan
+	}
+	cfg.CacheConfigurationInfo = nil
 
 	h.Summary.Config.Name = spec.Name
 	h.Name = spec.Name
@@ -199,6 +227,7 @@ func (b *builder) newHost(spec Host, network []types.ManagedObjectReference) *si
 func (b *builder) standalone(folder *simulator.Folder, spec Host, network []types.ManagedObjectReference) *simulator.HostSystem {
 	h := b.newHost(spec, network)
 	b.reg.NewEntity(h)
+	b.inv.overheads[h.Self] = overhead{spec.OverheadCPUMhz, spec.OverheadMemoryMB}
 	cr := newStandaloneResource(b.ctx, folder, h)
 	b.reg.PutEntity(cr, h)
 	h.Summary.Host = &h.Self
@@ -270,8 +299,9 @@ func (b *builder) datastore(dc *simulator.Datacenter, spec Datastore, hosts map[
 			RemoteHost:           "nfs.vcconform.invalid", RemotePath: "/export/" + spec.Name,
 		}}
 	case "vsan":
-		ds.Info = &types.VsanDatastoreInfo{DatastoreInfo: info,
-			MembershipUuid: uuid.NewSHA1(uuid.NameSpaceOID, []byte(dc.Name+"/"+spec.Name)).String()}
+		// No membershipUuid: it is newer than the API version fakevc
+		// announces (6.5), and pyvmomi cannot read an info that has it.
+		ds.Info = &types.VsanDatastoreInfo{DatastoreInfo: info}
 	default:
 		ds.Info = &types.VmfsDatastoreInfo{DatastoreInfo: info, Vmfs: &types.HostVmfsVolume{
 			HostFileSystemVolume: types.HostFileSystemVolume{Type: "VMFS", Name: spec.Name},
@@ -303,6 +333,9 @@ func (b *builder) datastore(dc *simulator.Datacenter, spec Datastore, hosts map[
 		}})
 		dss := b.reg.Get(*h.ConfigManager.DatastoreSystem).(*simulator.HostDatastoreSystem)
 		dss.Datastore = append(dss.Datastore, ds.Self)
+		if br, ok := b.reg.Get(h.DatastoreBrowser).(*simulator.HostDatastoreBrowser); ok {
+			br.Datastore = append(br.Datastore, ds.Self)
+		}
 		h.Datastore = dss.Datastore
 		cr := parentOf(b.reg, h)
 		if !slices.Contains(cr.Datastore, ds.Self) {

@@ -62,6 +62,8 @@ var routes = []route{
 	{http.MethodPut, "datastores/", (*fakevc).apiSetDatastore},
 	{http.MethodPost, "listeners", (*fakevc).apiOpenListener},
 	{http.MethodDelete, "listeners", (*fakevc).apiCloseListeners},
+	{http.MethodGet, "paging", (*fakevc).apiPaging},
+	{http.MethodPut, "paging", (*fakevc).apiSetPaging},
 }
 
 func (s *fakevc) control(rw http.ResponseWriter, r *http.Request) {

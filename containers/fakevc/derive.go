@@ -64,6 +64,7 @@ type deriver struct {
 	lists map[types.ManagedObjectReference][][]types.ManagedObjectReference
 
 	dirty    atomic.Bool
+	running  atomic.Bool // a sync is publishing (its dirty flag is already cleared)
 	kick     chan struct{}
 	stop     chan struct{}
 	stopped  sync.WaitGroup
@@ -107,8 +108,12 @@ func (d *deriver) touch(ctx *simulator.Context) {
 	}
 }
 
+// syncIfDirty brings the figures up to date: it syncs when something
+// changed, and waits for a sync that is still publishing (a background sync
+// clears the dirty flag when it starts, so a reader that only checked the
+// flag could read half-published figures).
 func (d *deriver) syncIfDirty() {
-	if d.dirty.Load() {
+	if d.dirty.Load() || d.running.Load() {
 		d.sync()
 	}
 }
@@ -121,6 +126,8 @@ func (d *deriver) sync() {
 	if !d.dirty.Swap(false) {
 		return
 	}
+	d.running.Store(true)
+	defer d.running.Store(false)
 	// The inventory changes under a sync (objects leave mid-way): a bug here
 	// must not take the whole fake vCenter down with it.
 	defer func() {
@@ -258,6 +265,7 @@ func refsOf(v any) []types.ManagedObjectReference {
 type hostFacts struct {
 	mhz, cores, threads int32
 	memBytes            int64
+	overhead            overhead
 	state               types.HostSystemConnectionState
 	maintenance         bool
 	datastores          []types.ManagedObjectReference
@@ -284,11 +292,15 @@ type vmFacts struct {
 	memMB            int64
 	cpuRes, memResMB int64
 	cpuLimit         int64 // MHz, -1: none
+	memLimitMB       int64 // -1: none
 	home             types.ManagedObjectReference
 	disks            []diskFacts
-	// derived
-	cpuUsage int64 // MHz, when running on a connected host
-	running  bool
+	// derived, when running on a connected host
+	cpuUsage   int64 // MHz
+	consumedMB int64 // host memory the VM uses: its memory (up to its limit) and its overhead
+	activeMB   int64 // guest memory in active use
+	overheadMB int64 // the VM's overhead memory on the host
+	running    bool
 }
 
 type facts struct {
@@ -304,7 +316,8 @@ func (d *deriver) readFacts(ctx *simulator.Context) *facts {
 			hw := h.Summary.Hardware
 			f.hosts[h.Self] = &hostFacts{
 				mhz: hw.CpuMhz, cores: int32(hw.NumCpuCores), threads: int32(hw.NumCpuThreads), memBytes: hw.MemorySize,
-				state: h.Runtime.ConnectionState, maintenance: h.Runtime.InMaintenanceMode,
+				overhead: d.inv.hostOverhead(h.Self, hw),
+				state:    h.Runtime.ConnectionState, maintenance: h.Runtime.InMaintenanceMode,
 				datastores: slices.Clone(h.Datastore),
 			}
 		})
@@ -343,10 +356,24 @@ func (d *deriver) readFacts(ctx *simulator.Context) *facts {
 			if v.cpuLimit >= 0 && v.cpuUsage > v.cpuLimit {
 				v.cpuUsage = v.cpuLimit
 			}
+			v.overheadMB = vmOverheadMB(v.cpus, v.memMB)
+			guest := v.memMB
+			if v.memLimitMB >= 0 && v.memLimitMB < guest {
+				guest = v.memLimitMB
+			}
+			v.consumedMB = guest + v.overheadMB
+			v.activeMB = guest / 4
 			h.cpuUsage += v.cpuUsage
-			h.memUsageMB += v.memMB
+			h.memUsageMB += v.consumedMB
 		}
 		f.vms = append(f.vms, v)
+	}
+	// A connected host runs its hypervisor, VMs or not.
+	for _, h := range f.hosts {
+		if h.connected() {
+			h.cpuUsage += int64(h.overhead.cpuMHz)
+			h.memUsageMB += h.overhead.memMB
+		}
 	}
 	for ref := range d.settled {
 		if !present[ref] {
@@ -362,7 +389,7 @@ func readVM(vm *simulator.VirtualMachine, dsNames map[types.ManagedObjectReferen
 	}
 	v := &vmFacts{
 		ref: vm.Self, host: *vm.Runtime.Host, on: vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn,
-		cpus: int64(vm.Config.Hardware.NumCPU), memMB: int64(vm.Config.Hardware.MemoryMB), cpuLimit: -1,
+		cpus: int64(vm.Config.Hardware.NumCPU), memMB: int64(vm.Config.Hardware.MemoryMB), cpuLimit: -1, memLimitMB: -1,
 	}
 	if vm.ResourcePool != nil {
 		v.pool = *vm.ResourcePool
@@ -375,6 +402,9 @@ func readVM(vm *simulator.VirtualMachine, dsNames map[types.ManagedObjectReferen
 	}
 	if a := vm.Config.MemoryAllocation; a != nil {
 		v.memResMB = deref(a.Reservation)
+		if a.Limit != nil {
+			v.memLimitMB = *a.Limit
+		}
 	}
 	byName := func(path string) types.ManagedObjectReference {
 		var p object.DatastorePath
@@ -431,22 +461,24 @@ func (d *deriver) publishVM(ctx *simulator.Context, f *facts, v *vmFacts) {
 	if h := f.hosts[v.host]; h != nil && !h.connected() {
 		state = types.VirtualMachineConnectionStateDisconnected
 	}
-	var cpu, mem int32
+	var cpu, active, consumed, overhead int32
 	if v.running {
-		cpu, mem = int32(v.cpuUsage), int32(v.memMB)
+		cpu, active, consumed, overhead = int32(v.cpuUsage), int32(v.activeMB), int32(v.consumedMB), int32(v.overheadMB)
 	}
 	d.publish(ctx, vm, func() bool {
 		qs := &vm.Summary.QuickStats
 		return vm.Runtime.ConnectionState == state && vm.Summary.Runtime.ConnectionState == state &&
-			qs.OverallCpuUsage == cpu && qs.OverallCpuDemand == cpu && qs.GuestMemoryUsage == mem && qs.HostMemoryUsage == mem
+			qs.OverallCpuUsage == cpu && qs.OverallCpuDemand == cpu && qs.GuestMemoryUsage == active &&
+			qs.HostMemoryUsage == consumed && qs.ConsumedOverheadMemory == overhead
 	}, func() []types.PropertyChange {
 		return []types.PropertyChange{
 			{Name: "runtime.connectionState", Val: state},
 			{Name: "summary.runtime.connectionState", Val: state},
 			{Name: "summary.quickStats.overallCpuUsage", Val: cpu},
 			{Name: "summary.quickStats.overallCpuDemand", Val: cpu},
-			{Name: "summary.quickStats.guestMemoryUsage", Val: mem},
-			{Name: "summary.quickStats.hostMemoryUsage", Val: mem},
+			{Name: "summary.quickStats.guestMemoryUsage", Val: active},
+			{Name: "summary.quickStats.hostMemoryUsage", Val: consumed},
+			{Name: "summary.quickStats.consumedOverheadMemory", Val: overhead},
 		}
 	})
 }
@@ -469,9 +501,10 @@ func (d *deriver) publishHost(ctx *simulator.Context, ref types.ManagedObjectRef
 
 // computeSummary derives a compute resource's summary from its hosts, as
 // vCenter does: totals count every host, effective figures only connected
-// hosts not in maintenance mode; totalCpu and effectiveCpu are MHz × cores
-// (vcsim adds MHz once per host) and effectiveMemory is in MB (vcsim adds
-// bytes). An empty cluster is green, not "" (which pyvmomi cannot parse).
+// hosts not in maintenance mode, less each one's hypervisor overhead (what
+// is left for VMs); totalCpu and effectiveCpu are MHz × cores (vcsim adds
+// MHz once per host) and effectiveMemory is in MB (vcsim adds bytes). An
+// empty cluster is green, not "" (which pyvmomi cannot parse).
 func computeSummary(hosts []types.ManagedObjectReference, f *facts) types.ComputeResourceSummary {
 	s := types.ComputeResourceSummary{OverallStatus: types.ManagedEntityStatusGreen}
 	for _, ref := range hosts {
@@ -486,8 +519,8 @@ func computeSummary(hosts []types.ManagedObjectReference, f *facts) types.Comput
 		s.TotalMemory += h.memBytes
 		if h.effective() {
 			s.NumEffectiveHosts++
-			s.EffectiveCpu += h.mhz * h.cores
-			s.EffectiveMemory += h.memBytes / mib
+			s.EffectiveCpu += h.mhz*h.cores - h.overhead.cpuMHz
+			s.EffectiveMemory += h.memBytes/mib - h.overhead.memMB
 		}
 	}
 	return s
@@ -562,15 +595,14 @@ func (d *deriver) clusterUsage(hosts []types.ManagedObjectReference, f *facts,
 	in := map[types.ManagedObjectReference]bool{}
 	for _, ref := range hosts {
 		in[ref] = true
-		if h := f.hosts[ref]; h != nil {
-			u.CpuDemandMhz += int32(h.cpuUsage)
-			u.MemDemandMB += int32(h.memUsageMB)
-		}
 	}
 	for _, v := range f.vms {
 		if !in[v.host] {
 			continue
 		}
+		// Demand is the VMs' (the hypervisor's share is not in the capacity).
+		u.CpuDemandMhz += int32(v.cpuUsage)
+		u.MemDemandMB += int32(v.consumedMB)
 		u.TotalVmCount++
 		if v.on {
 			u.CpuReservationMhz += int32(v.cpuRes)
@@ -588,7 +620,8 @@ func (d *deriver) clusterUsage(hosts []types.ManagedObjectReference, f *facts,
 // poolFigures is one resource pool's derived usage.
 type poolFigures struct {
 	cpu, mem           types.ResourcePoolResourceUsage
-	cpuMHz, memMB      int64 // usage of running VMs in the pool and below
+	cpuMHz, memMB      int64 // usage (CPU, consumed memory) of running VMs in the pool and below
+	activeMB           int64 // their active guest memory
 	configuredMemoryMB int64
 	reservationCPU     int64 // what the pool takes from its parent
 	reservationMemB    int64
@@ -627,7 +660,8 @@ func (d *deriver) publishPools(ctx *simulator.Context, f *facts) {
 			pf.configuredMemoryMB += v.memMB
 			if v.running {
 				pf.cpuMHz += v.cpuUsage
-				pf.memMB += v.memMB
+				pf.memMB += v.consumedMB
+				pf.activeMB += v.activeMB
 				pf.cpu.ReservationUsedForVm += v.cpuRes
 				pf.mem.ReservationUsedForVm += v.memResMB * mib
 			}
@@ -641,6 +675,7 @@ func (d *deriver) publishPools(ctx *simulator.Context, f *facts) {
 			cf := walk(child, maxCPU, maxMem)
 			pf.cpuMHz += cf.cpuMHz
 			pf.memMB += cf.memMB
+			pf.activeMB += cf.activeMB
 			pf.configuredMemoryMB += cf.configuredMemoryMB
 			pf.cpu.ReservationUsed += cf.reservationCPU
 			pf.mem.ReservationUsed += cf.reservationMemB
@@ -723,7 +758,7 @@ func (d *deriver) publishPool(ctx *simulator.Context, p *simulator.ResourcePool,
 		qs := sum.QuickStats
 		return p.Runtime.Cpu == pf.cpu && p.Runtime.Memory == pf.mem && sum.Runtime.Cpu == pf.cpu && sum.Runtime.Memory == pf.mem &&
 			p.Runtime.OverallStatus == types.ManagedEntityStatusGreen && sum.Runtime.OverallStatus == types.ManagedEntityStatusGreen &&
-			qs.OverallCpuUsage == pf.cpuMHz && qs.OverallCpuDemand == pf.cpuMHz && qs.GuestMemoryUsage == pf.memMB &&
+			qs.OverallCpuUsage == pf.cpuMHz && qs.OverallCpuDemand == pf.cpuMHz && qs.GuestMemoryUsage == pf.activeMB &&
 			qs.HostMemoryUsage == pf.memMB && sum.ConfiguredMemoryMB == int32(pf.configuredMemoryMB)
 	}
 	var changes []types.PropertyChange
@@ -735,7 +770,7 @@ func (d *deriver) publishPool(ctx *simulator.Context, p *simulator.ResourcePool,
 	changes = append(changes,
 		types.PropertyChange{Name: "summary.quickStats.overallCpuUsage", Val: pf.cpuMHz},
 		types.PropertyChange{Name: "summary.quickStats.overallCpuDemand", Val: pf.cpuMHz},
-		types.PropertyChange{Name: "summary.quickStats.guestMemoryUsage", Val: pf.memMB},
+		types.PropertyChange{Name: "summary.quickStats.guestMemoryUsage", Val: pf.activeMB},
 		types.PropertyChange{Name: "summary.quickStats.hostMemoryUsage", Val: pf.memMB},
 		types.PropertyChange{Name: "summary.configuredMemoryMB", Val: int32(pf.configuredMemoryMB)},
 	)
@@ -947,4 +982,26 @@ func sameSet(a, b []types.ManagedObjectReference) bool {
 		}
 	}
 	return true
+}
+
+// overhead is the hypervisor's share of a host.
+type overhead struct {
+	cpuMHz int32
+	memMB  int64
+}
+
+// defaultOverhead is the share when the topology gives none (a host added
+// later; conformance/topology.py fills it in for the topology's hosts with
+// the same rule): 2 % of the CPU capacity, 1 GiB and 1 % of the memory
+// (never more than half of it), roughly what an idle ESXi host uses.
+func defaultOverhead(cores, mhz int32, memMB int64) overhead {
+	return overhead{cpuMHz: cores * mhz / 50, memMB: min(memMB/2, 1024+memMB/100)}
+}
+
+// vmOverheadMB is a running VM's overhead memory on its host (page tables,
+// device state, the VMX process): ESXi's grows with vCPUs and memory; this
+// approximates its published table (e.g. 1 vCPU, 1 GB: ~40 MB; 4 vCPUs,
+// 8 GB: ~130 MB).
+func vmOverheadMB(cpus, memMB int64) int64 {
+	return 32 + 8*cpus + memMB/128
 }

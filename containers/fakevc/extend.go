@@ -66,6 +66,12 @@ func (e *extensions) wrap(obj mo.Reference) extension {
 		return &virtualMachine{o, e.w}
 	case *mo.ComputeResource:
 		return &computeResource{o, e.w}
+	case *simulator.Datacenter:
+		return &datacenter{o, e.w}
+	case *simulator.ResourcePool:
+		return &resourcePool{o, e.w}
+	case *simulator.Datastore:
+		return &datastore{o, e.w}
 	}
 	return nil
 }
@@ -80,7 +86,19 @@ func (e *extensions) handle(ctx *simulator.Context, m *simulator.Method) (mo.Ref
 		ctx.Context = context.Background()
 	}
 	ctx.Context = context.WithValue(ctx.Context, methodKey{}, m.Name)
+	if f := malformedRequest(m); f != nil {
+		return nil, f
+	}
+	if f := anonymousFault(ctx, m); f != nil {
+		return nil, f
+	}
+	if f := checkNames(ctx, m); f != nil {
+		return nil, f
+	}
 	if ctx.Session != nil {
+		if m.This.Type == "PropertyCollector" {
+			e.wrapCollector(ctx, m.This)
+		}
 		e.trackCollector(ctx, m)
 	}
 	obj := ctx.Map.Get(m.This)
@@ -127,7 +145,7 @@ func (e *extensions) trackCollector(ctx *simulator.Context, m *simulator.Method)
 	default:
 		return
 	}
-	pc, ok := ctx.Session.Get(m.This).(*simulator.PropertyCollector)
+	pc, ok := asCollector(ctx.Session.Get(m.This))
 	if !ok {
 		return
 	}
@@ -135,6 +153,8 @@ func (e *extensions) trackCollector(ctx *simulator.Context, m *simulator.Method)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if m.Name == "DestroyPropertyCollector" {
+		key := ctx.Session.Key
+		e.w.pager.drop(func(r *pendingResult) bool { return r.session != key || r.collector != m.This })
 		delete(e.collectors, pc)
 		if singleton {
 			e.registered = nil // vcsim unregisters whichever instance held the moref

@@ -30,7 +30,7 @@ type cluster struct {
 }
 
 func (*cluster) adds() []string {
-	return []string{"Destroy_Task", "MoveInto_Task", "MoveHostInto_Task"}
+	return []string{"Destroy_Task", "MoveInto_Task", "MoveHostInto_Task", "Rename_Task"}
 }
 
 // DestroyTask removes the cluster with its hosts and resource pools, as
@@ -531,6 +531,9 @@ func removeHost(ctx *simulator.Context, ref types.ManagedObjectReference) {
 		if mgr != nil {
 			ctx.Map.Remove(ctx, *mgr)
 		}
+	}
+	if _, ok := ctx.Map.Get(h.DatastoreBrowser).(*simulator.HostDatastoreBrowser); ok {
+		ctx.Map.Remove(ctx, h.DatastoreBrowser)
 	}
 	ctx.Map.Remove(ctx, ref)
 }

@@ -64,7 +64,7 @@ func TestEnterMaintenanceModeMovesRunningVMs(t *testing.T) {
 	if *m.Runtime.Host != hostRef(t, fv, "C0_H1") || m.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
 		t.Errorf("the running VM should have moved to C0_H1, the only other active host: %s %s", m.Runtime.Host, m.Runtime.PowerState)
 	}
-	if h := hostMO(t, c, hostRef(t, fv, "C0_H1")); h.Summary.QuickStats.OverallMemoryUsage != 1024 || !slices.Contains(h.Vm, vm) {
+	if h := hostMO(t, c, hostRef(t, fv, "C0_H1")); h.Summary.QuickStats.OverallMemoryUsage != int32(1024+vmOverheadMB(2, 1024)) || !slices.Contains(h.Vm, vm) {
 		t.Errorf("C0_H1 should run the VM: %+v", h.Summary.QuickStats)
 	}
 
@@ -104,7 +104,7 @@ func TestDisconnectAndReconnect(t *testing.T) {
 	if s := clusterSummary(t, c, c0); s.NumEffectiveHosts != 2 {
 		t.Errorf("after reconnecting C0_H0: %+v", s.ComputeResourceSummary)
 	}
-	if h := hostMO(t, c, h0); h.Summary.QuickStats.OverallMemoryUsage != 2048 {
+	if h := hostMO(t, c, h0); h.Summary.QuickStats.OverallMemoryUsage != int32(2048+vmOverheadMB(1, 2048)) {
 		t.Errorf("the reconnected host runs its VM again: %+v", h.Summary.QuickStats)
 	}
 }

@@ -36,6 +36,7 @@ type options struct {
 	username     string
 	passwordFile string
 	parentPID    int
+	lifeline     string
 	trace        bool
 	version      bool
 }
@@ -48,6 +49,8 @@ func main() {
 	flag.StringVar(&o.username, "username", "user", "the one user that may log in")
 	flag.StringVar(&o.passwordFile, "password-file", "", "`file` (mode 0600) holding the user's password (required)")
 	flag.IntVar(&o.parentPID, "parent-pid", 0, "exit when the process with this `pid` is gone (0: never)")
+	flag.StringVar(&o.lifeline, "lifeline", "", "exit when the last writer of this named pipe (`fifo`) closes it: the process that started fakevc "+
+		"holds it open for as long as it lives (works across pid namespaces, unlike -parent-pid)")
 	flag.BoolVar(&o.trace, "trace", false, "write SOAP traffic to trace.log in the state dir")
 	flag.BoolVar(&o.version, "version", false, "print versions as JSON and exit")
 	flag.Parse()
@@ -154,7 +157,9 @@ func run(o options) error {
 	srv := &http.Server{
 		Handler:           fv,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: headerTimeout, // the body's own deadline is set per request (frontdoor.go)
+		MaxHeaderBytes:    maxHeaderBytes,
+		IdleTimeout:       idleTimeout,
 		ErrorLog:          log.New(io.Discard, "", 0), // clients that hang up mid-call are no news
 	}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
@@ -175,7 +180,12 @@ func run(o options) error {
 		return err
 	}
 
-	orphaned := waitForStop(o.parentPID)
+	lifeline, err := openLifeline(o.lifeline)
+	if err != nil {
+		_ = srv.Close()
+		return err
+	}
+	orphaned := waitForStop(o.parentPID, lifeline)
 	closeWithin(srv, 2*time.Second)
 	if orphaned {
 		// Nobody is left to clean up after us: the state dir was made for this run alone.
@@ -206,9 +216,32 @@ func writeJSON(path string, v any) error {
 	return os.Rename(tmp, path) // readers never see a half-written file
 }
 
+// openLifeline starts watching the lifeline pipe (none: a channel that never
+// closes); the channel closes once no process holds the pipe open for writing.
+func openLifeline(path string) (<-chan struct{}, error) {
+	gone := make(chan struct{})
+	if path == "" {
+		return gone, nil
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		return nil, fmt.Errorf("-lifeline %s: expected a named pipe (mkfifo) that the parent holds open for writing", path)
+	}
+	go func() {
+		defer close(gone)
+		f, err := os.Open(path) // the writer already holds it open: this does not block
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		_, _ = io.Copy(io.Discard, f) // EOF: the last writer has gone
+	}()
+	return gone, nil
+}
+
 // waitForStop returns on SIGINT or SIGTERM, or once the parent process is gone
-// (so a killed test run never leaves a simulator behind); it reports which.
-func waitForStop(parentPID int) (orphaned bool) {
+// or has closed the lifeline (so a killed test run never leaves a simulator
+// behind); it reports which.
+func waitForStop(parentPID int, lifeline <-chan struct{}) (orphaned bool) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -217,6 +250,8 @@ func waitForStop(parentPID int) (orphaned bool) {
 		select {
 		case <-sig:
 			return false
+		case <-lifeline:
+			return true
 		case <-tick.C:
 			if parentPID > 0 && !alive(parentPID) {
 				return true

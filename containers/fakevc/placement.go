@@ -28,7 +28,7 @@ type folder struct {
 }
 
 func (*folder) adds() []string {
-	return []string{"CreateVM_Task", "RegisterVM_Task", "MoveIntoFolder_Task"}
+	return []string{"CreateVM_Task", "RegisterVM_Task", "MoveIntoFolder_Task", "Rename_Task", "Destroy_Task"}
 }
 
 // failedTask is a task that fails with fault, as vCenter reports a
@@ -55,6 +55,12 @@ func (f *folder) CreateVMTask(ctx *simulator.Context, req *types.CreateVM_Task) 
 	case vmPath == "":
 		fault = withMessage(&types.InvalidVmConfig{Property: "configSpec.files.vmPathName"}, "the VM has no vmPathName")
 	}
+	if fault == nil {
+		if other := findByName(ctx, req.Config.Name, f.ChildEntity); other != nil {
+			fault = withMessage(&types.DuplicateName{Name: req.Config.Name, Object: other.Reference()},
+				"the name %q is already in use in this folder", req.Config.Name)
+		}
+	}
 	var host types.ManagedObjectReference
 	if fault == nil {
 		host, fault = f.place(ctx, req.Pool, req.Host, vmPath, req.Config.DeviceChange)
@@ -67,22 +73,98 @@ func (f *folder) CreateVMTask(ctx *simulator.Context, req *types.CreateVM_Task) 
 	return f.Folder.CreateVMTask(ctx, &r)
 }
 
-// RegisterVMTask places a VM registered into a pool without a host, as
-// CreateVMTask does.
+// RegisterVMTask places a VM registered into a pool as CreateVMTask does
+// (checking a given host). A template, registered on a host without a pool,
+// must still live on a datastore of the folder's datacenter: vcsim panics
+// in the task (ending the process) on any other.
 func (f *folder) RegisterVMTask(ctx *simulator.Context, req *types.RegisterVM_Task) soap.HasFault {
-	if req.Pool == nil || req.Host != nil || req.AsTemplate {
+	if req.Pool == nil {
+		var fault types.BaseMethodFault
+		switch h, ok := ctx.Map.Get(ptrOr(req.Host)).(*simulator.HostSystem); {
+		case !req.AsTemplate || !ok:
+			fault = withMessage(&types.InvalidArgument{InvalidProperty: "pool"}, "a VM is registered into a resource pool, a template on a host")
+		case datacenterOf(ctx.Map, h) != datacenterOf(ctx.Map, f.Folder):
+			fault = withMessage(&types.InvalidArgument{InvalidProperty: "host"}, "host %s is not in the folder's datacenter", h.Name)
+		default:
+			fault = f.checkPath(ctx, req.Path, h)
+		}
+		if fault != nil {
+			return &methods.RegisterVM_TaskBody{Res: &types.RegisterVM_TaskResponse{Returnval: failedTask(ctx, f.Folder, "registerVm", fault)}}
+		}
 		return f.Folder.RegisterVMTask(ctx, req)
 	}
-	if fault := f.checkCall(ctx, *req.Pool, nil); fault != nil {
+	if fault := f.checkCall(ctx, *req.Pool, req.Host); fault != nil {
 		return &methods.RegisterVM_TaskBody{Fault_: simulator.Fault("", fault)}
 	}
-	host, fault := f.place(ctx, *req.Pool, nil, req.Path, nil)
+	host, fault := f.place(ctx, *req.Pool, req.Host, req.Path, nil)
 	if fault != nil {
 		return &methods.RegisterVM_TaskBody{Res: &types.RegisterVM_TaskResponse{Returnval: failedTask(ctx, f.Folder, "registerVm", fault)}}
 	}
 	r := *req
 	r.Host = &host
 	return f.Folder.RegisterVMTask(ctx, &r)
+}
+
+func ptrOr(ref *types.ManagedObjectReference) types.ManagedObjectReference {
+	if ref == nil {
+		return types.ManagedObjectReference{}
+	}
+	return *ref
+}
+
+// checkPath checks that a VM's path names a datastore of the folder's
+// datacenter that the host mounts.
+func (f *folder) checkPath(ctx *simulator.Context, vmPath string, h *simulator.HostSystem) types.BaseMethodFault {
+	var p object.DatastorePath
+	if !p.FromString(vmPath) || p.Datastore == "" {
+		return withMessage(&types.InvalidDatastorePath{DatastorePath: vmPath}, "%q is not a datastore path", vmPath)
+	}
+	dc := datacenterOf(ctx.Map, f.Folder)
+	ds, ok := findByName(ctx, p.Datastore, dc.Datastore).(*simulator.Datastore)
+	if !ok || !slices.Contains(h.Datastore, ds.Self) {
+		return withMessage(&types.InvalidDatastorePath{InvalidDatastore: types.InvalidDatastore{Name: p.Datastore},
+			DatastorePath: vmPath}, "host %s mounts no datastore %q", h.Name, p.Datastore)
+	}
+	return nil
+}
+
+// checkMove checks what vcsim's MoveIntoFolder_Task takes on trust (it
+// panics on a moref that is no entity, and moves a folder into itself or
+// below itself, after which every walk up the tree loops for ever): each
+// object exists, sits in a folder of this datacenter, is of a type this
+// folder holds, is not this folder or above it, and has no namesake here.
+func (f *folder) checkMove(ctx *simulator.Context, list []types.ManagedObjectReference) types.BaseMethodFault {
+	dc := datacenterOf(ctx.Map, f.Folder)
+	for _, ref := range list {
+		e, ok := ctx.Map.Get(ref).(mo.Entity)
+		if !ok {
+			return &types.ManagedObjectNotFound{Obj: ref}
+		}
+		if e.Entity().Parent == nil {
+			return withMessage(&types.NotSupported{}, "%s cannot be moved", ref)
+		}
+		if _, ok := ctx.Map.Get(*e.Entity().Parent).(*simulator.Folder); !ok || !slices.Contains(f.ChildType, ref.Type) {
+			return withMessage(&types.NotSupported{}, "folder %s cannot hold %s", f.Name, ref)
+		}
+		if datacenterOf(ctx.Map, e) != dc {
+			return withMessage(&types.InvalidArgument{InvalidProperty: "list"}, "%s is in another datacenter", ref)
+		}
+		for p := mo.Entity(f.Folder); p != nil; {
+			if p.Reference() == ref {
+				return withMessage(&types.InvalidFolder{Target: ref}, "folder %s is %s or inside it", f.Name, ref)
+			}
+			parent := p.Entity().Parent
+			if parent == nil {
+				break
+			}
+			p, _ = ctx.Map.Get(*parent).(mo.Entity)
+		}
+		if other := findByName(ctx, e.Entity().Name, f.ChildEntity); other != nil && other.Reference() != ref {
+			return withMessage(&types.DuplicateName{Name: e.Entity().Name, Object: other.Reference()},
+				"folder %s already holds a %q", f.Name, e.Entity().Name)
+		}
+	}
+	return nil
 }
 
 // checkCall rejects what vCenter rejects before it creates a task: a folder
@@ -325,11 +407,14 @@ func (f *folder) MoveIntoFolderTask(ctx *simulator.Context, req *types.MoveIntoF
 			hosts = append(hosts, h)
 		}
 	}
-	if len(hosts) == 0 {
-		return f.Folder.MoveIntoFolderTask(ctx, req)
-	}
 	fail := func(fault types.BaseMethodFault) soap.HasFault {
 		return &methods.MoveIntoFolder_TaskBody{Fault_: simulator.Fault("", fault)}
+	}
+	if len(hosts) == 0 {
+		if fault := f.checkMove(ctx, req.List); fault != nil {
+			return fail(fault)
+		}
+		return f.Folder.MoveIntoFolderTask(ctx, req)
 	}
 	if len(hosts) != len(req.List) {
 		return fail(withMessage(&types.InvalidArgument{InvalidProperty: "list"}, "hosts cannot move together with other objects"))
@@ -398,7 +483,7 @@ type virtualMachine struct {
 	w *world
 }
 
-func (*virtualMachine) adds() []string { return []string{"PowerOnVM_Task"} }
+func (*virtualMachine) adds() []string { return []string{"PowerOnVM_Task", "Rename_Task"} }
 
 func (v *virtualMachine) PowerOnVMTask(ctx *simulator.Context, req *types.PowerOnVM_Task) soap.HasFault {
 	if v.Runtime.Host != nil {

@@ -36,10 +36,12 @@ type fakevc struct {
 	sessionTimeout time.Duration
 
 	extra listeners // extra HTTPS ports for TLS checks (listeners.go)
+	limits
 }
 
 func newFakevc(topo *Topology, username, password string) (*fakevc, error) {
-	s := &fakevc{topo: topo, username: username, password: password, usage: newCounters()}
+	s := &fakevc{topo: topo, username: username, password: password, usage: newCounters(),
+		limits: limits{maxBody: defaultMaxBody, bodyTimeout: defaultBodyTimeout}}
 	s.clearControls()
 	w, err := newWorld(topo, s.userinfo())
 	if err != nil {
@@ -88,22 +90,21 @@ func (s *fakevc) close() {
 }
 
 func (s *fakevc) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	defer s.recoverPanic(rw, r)
 	if strings.HasPrefix(r.URL.Path, controlPrefix) {
 		s.control(rw, r)
 		return
 	}
+	body, ok := s.readBody(rw, r)
+	if !ok {
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	w := s.world.Load()
 	if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, "/sdk") {
 		w.handler.ServeHTTP(rw, r)
 		return
 	}
-	body, err := io.ReadAll(r.Body)
-	_ = r.Body.Close()
-	if err != nil {
-		http.Error(rw, "cannot read request", http.StatusBadRequest)
-		return
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
 	method := soapMethod(body)
 	key := ""
 	if c, err := r.Cookie(soap.SessionCookieName); err == nil {

@@ -64,8 +64,8 @@ func TestDatastoreStatesAreLoadedAndRefusedByPlacement(t *testing.T) {
 			}
 		}
 		h0 := hostRef(t, fv, "C0_H0")
-		for _, host := range []*types.ManagedObjectReference{nil, &h0} {
-			_, f := createVM(t, fv, c, "C0", host, vmSpec("x-"+name, name, 1, 128))
+		for i, host := range []*types.ManagedObjectReference{nil, &h0} {
+			_, f := createVM(t, fv, c, "C0", host, vmSpec(fmt.Sprintf("x-%s-%d", name, i), name, 1, 128))
 			if typeName(f) != typeName(want.fault) {
 				t.Errorf("CreateVM on %s (host %v): %s, want %s", name, host, typeName(f), typeName(want.fault))
 			}

@@ -19,6 +19,9 @@ type Topology struct {
 	Name        string       `json:"name"`
 	Source      string       `json:"source"`
 	Datacenters []Datacenter `json:"datacenters"`
+	// PageSize is the most objects one RetrievePropertiesEx answer holds
+	// (0: vCenter's 100); the control API can change it.
+	PageSize int `json:"page_size"`
 }
 
 // Datacenter holds clusters, standalone hosts and datastores. Folder is the
@@ -55,6 +58,10 @@ type Host struct {
 	MemoryBytes     int64  `json:"memory_bytes"`
 	ConnectionState string `json:"connection_state"`
 	Maintenance     bool   `json:"maintenance"`
+	// The hypervisor's share (MHz, MB): out of the cluster's effective
+	// figures, and in use on a connected host that runs no VM.
+	OverheadCPUMhz   int32 `json:"overhead_cpu_mhz"`
+	OverheadMemoryMB int64 `json:"overhead_memory_mb"`
 }
 
 // Datastore is mounted by the named hosts of its datacenter. Accessible
@@ -106,6 +113,9 @@ func loadTopology(path string) (*Topology, error) {
 }
 
 func (t *Topology) check() error {
+	if t.PageSize < 0 {
+		return fmt.Errorf("page_size %d: expected a whole number >= 1", t.PageSize)
+	}
 	hosts := map[string]bool{}
 	for _, dc := range t.Datacenters {
 		if dc.Name == "" {
@@ -135,6 +145,9 @@ func (t *Topology) check() error {
 			}
 			if h.CPUSockets < 1 || h.CPUCores < h.CPUSockets || h.CPUThreads < h.CPUCores || h.CPUMhz < 1 || h.hostMemory() < mib {
 				return fmt.Errorf("host %q: impossible hardware %+v", h.Name, h)
+			}
+			if h.OverheadCPUMhz < 0 || h.OverheadCPUMhz >= h.CPUMhz*int32(h.CPUCores) || h.OverheadMemoryMB < 0 || h.OverheadMemoryMB >= h.MemoryMB {
+				return fmt.Errorf("host %q: hypervisor overhead %d MHz, %d MB is not below the host's capacity", h.Name, h.OverheadCPUMhz, h.OverheadMemoryMB)
 			}
 			switch h.ConnectionState {
 			case "connected", "disconnected", "notResponding":

@@ -71,9 +71,11 @@ func TestUsageFollowsTheVMLifeCycle(t *testing.T) {
 
 	must(object.NewVirtualMachine(c.Client, vm).PowerOn(bg))
 	on := readUsage(t, fv, c, vm)
-	// 2 vCPUs at the host's 2,000 MHz, 4,096 MB; the swap file is memory less the 1,024 MB reservation.
-	want := usage{hostCPU: 4000, hostMemMB: 4096, clusterCPU: 4000, clusterMemMB: 4096, poolCPU: 4000,
-		poolMemBytes: 4096 << 20, dsFree: 502*gib - 3072<<20, dsUncommitted: 20 * gib, vmCPU: 4000, vmMemMB: 4096}
+	// 2 vCPUs at the host's 2,000 MHz; 4,096 MB and the VM's overhead consumed; the swap file is memory
+	// less the 1,024 MB reservation.
+	consumed := int32(4096 + vmOverheadMB(2, 4096))
+	want := usage{hostCPU: 4000, hostMemMB: consumed, clusterCPU: 4000, clusterMemMB: consumed, poolCPU: 4000,
+		poolMemBytes: int64(consumed) << 20, dsFree: 502*gib - 3072<<20, dsUncommitted: 20 * gib, vmCPU: 4000, vmMemMB: consumed}
 	if on != want {
 		t.Errorf("after PowerOn\n got %+v\nwant %+v", on, want)
 	}
@@ -90,7 +92,7 @@ func TestUsageFollowsTheVMLifeCycle(t *testing.T) {
 	if p.Runtime.Cpu.MaxUsage != 48000 || *p.Config.CpuAllocation.Reservation != 48000 || *p.Config.MemoryAllocation.Limit != 192*1024 {
 		t.Errorf("root pool cpu %+v, config %+v", p.Runtime.Cpu, p.Config)
 	}
-	if qs := p.Summary.GetResourcePoolSummary().QuickStats; qs.OverallCpuUsage != 4000 || qs.HostMemoryUsage != 4096 {
+	if qs := p.Summary.GetResourcePoolSummary().QuickStats; qs.OverallCpuUsage != 4000 || qs.HostMemoryUsage != int64(consumed) {
 		t.Errorf("root pool quickStats: %+v", qs)
 	}
 

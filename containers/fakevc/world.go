@@ -7,11 +7,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -23,7 +25,7 @@ type world struct {
 	inv     *inventory
 	d       *deriver
 	ext     *extensions
-	srv     *simulator.Server
+	pager   *pager
 	handler http.Handler
 	dsRoot  string
 	built   time.Duration
@@ -55,11 +57,25 @@ func newWorld(topo *Topology, user *url.Userinfo) (*world, error) {
 		_ = os.RemoveAll(dsRoot)
 		return nil, err
 	}
-	w := &world{topo: topo, model: m, reg: m.Map(), dsRoot: dsRoot, activity: map[string]*activity{}}
+	// vcsim registers the ServiceContent's snmpSystem with an empty
+	// limits.capability, which pyvmomi cannot parse.
+	if ref := m.ServiceContent.SnmpSystem; ref != nil {
+		if snmp, ok := m.Map().Get(*ref).(*mo.HostSnmpSystem); ok {
+			snmp.Limits.Capability = types.HostSnmpAgentCapabilityCOMPLETE
+		}
+	}
+	w := &world{topo: topo, model: m, reg: m.Map(), dsRoot: dsRoot, activity: map[string]*activity{},
+		pager: newPager(topo.PageSize)}
 	w.d = newDeriver(w.reg, nil)
 	w.ext = newExtensions(w)
 	w.d.notify = w.ext.notifyAll
-	w.d.after = func() { w.ext.prune(w.sessions()) }
+	w.d.after = func() {
+		live := w.sessions()
+		w.ext.prune(live)
+		w.pager.drop(func(r *pendingResult) bool {
+			return slices.ContainsFunc(live, func(s types.UserSession) bool { return s.Key == r.session })
+		})
+	}
 	w.reg.AddHandler(&fidelity{ext: w.ext, d: w.d})
 	w.reg.Handler = w.ext.handle
 	inv, err := build(m, topo, dsRoot)
@@ -73,14 +89,31 @@ func newWorld(topo *Topology, user *url.Userinfo) (*world, error) {
 	w.d.sync()
 	w.d.start()
 
-	// vcsim's server only provides the handler: fakevc's own server takes
-	// the connections and calls it directly; nothing connects to this
-	// loopback listener.
-	m.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: user}
-	w.srv = m.Service.NewServer()
-	w.handler = w.srv.Config.Handler
+	w.handler = w.serveMux(user)
 	w.built = time.Since(start)
 	return w, nil
+}
+
+// serveMux is the world's HTTP handler: vcsim's SDK and the few paths
+// fakevc serves besides it. vcsim's Service.NewServer is not used: it
+// opens a second, plain-HTTP listener of its own (advertised in the
+// vcsim.server.url setting) where calls are neither counted, delayed nor
+// expired, and serves /folder (datastore files: PUT, GET, listings),
+// /guestFile and /nfc without any login. Here the front server is the one
+// door; /folder needs a session and the rest is 404.
+func (w *world) serveMux(user *url.Userinfo) http.Handler {
+	svc := w.model.Service
+	// SessionManager.Login checks the credentials in Listen.User; no
+	// listener is made from it.
+	svc.Listen = &url.URL{Scheme: "https", Host: "127.0.0.1", User: user}
+	path := w.reg.Path
+	svc.RegisterSDK(w.reg, path+"/vimService")
+	mux := svc.ServeMux
+	mux.HandleFunc(path+"/vimServiceVersions.xml", svc.ServiceVersions)
+	mux.HandleFunc(path+"/vsanServiceVersions.xml", svc.ServiceVersionsVsan)
+	mux.HandleFunc("/about", svc.About)
+	mux.HandleFunc("/folder/", w.serveFolder)
+	return mux
 }
 
 // close ends the world: long polls are cancelled, the model's files removed.
@@ -88,7 +121,6 @@ func (w *world) close() {
 	w.closed.Do(func() {
 		w.ext.cancelWaits()
 		w.d.close()
-		w.srv.Close()
 		w.model.Remove()
 		_ = os.RemoveAll(w.dsRoot)
 	})
