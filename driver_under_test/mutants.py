@@ -248,6 +248,25 @@ class ReadsFirstPageOnly(Mutant):
         return list(result.objects) if result is not None else []
 
 
+class StopsAfterFourPages(Mutant):
+    """Follows a paged answer's token three times at most (a "safety" cap against endless loops), then keeps
+    what it has: right while vCenter's answers fit in four pages."""
+
+    targets = ("NODE-07",)
+
+    def _retrieve(self, spec: Any) -> list[Any]:
+        pc = self._content.propertyCollector
+        options = vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=self.page_size)
+        result = pc.RetrievePropertiesEx([spec], options)
+        objects: list[Any] = []
+        for _ in range(4):
+            if result is None:
+                break
+            objects.extend(result.objects)
+            result = pc.ContinueRetrievePropertiesEx(result.token) if result.token else None
+        return objects
+
+
 # -- RES -------------------------------------------------------------------------------------------------
 
 class CountsCoresNotThreads(Mutant):
