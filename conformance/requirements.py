@@ -207,7 +207,8 @@ REQUIREMENTS: dict[str, Requirement] = {r.id: r for r in [
         "A busy vCenter answers slowly; aggressive client time-outs turn slowness into outages."),
     Requirement(
         "FAULT-04", MANDATORY,
-        "After a vCenter restart the driver recovers by itself, with the same node names",
+        "After a vCenter restart the driver recovers by itself, with the same node names and the figures "
+        "vCenter has after the restart",
         "vCenter is upgraded and restarted; compute services keep running."),
     # -- SEC --------------------------------------------------------------------------------------------
     Requirement(

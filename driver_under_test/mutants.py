@@ -1182,13 +1182,23 @@ class ReloginOnlyOnce(Mutant):
         super()._relogin(seen)
 
 
-class SessionObjectsAreForever(Mutant):
-    """Logs in again, but treats its views of the ended session as broken for good."""
+class KeepsFiguresAcrossRelogin(Mutant):
+    """After a new login, answers with the figures it had before ("a new session changes no inventory")."""
 
-    targets = ("FAULT-01", "FAULT-04")
+    targets = ("FAULT-04",)
+    proves = ("test_driver_recovers_from_a_vcenter_restart",)
 
-    def _forget_session_objects(self, gone: Any) -> None:
-        raise VCenterUnavailable(f"a view of the driver is gone ({gone._moId})")
+    def get_available_resource(self, nodename: str) -> Resources:
+        res = super().get_available_resource(nodename)
+        held: dict[str, Resources] = self.__dict__.setdefault("_held", {})
+        if self.__dict__.get("_logged_in_again"):
+            return held.get(nodename, res)
+        held[nodename] = res
+        return res
+
+    def _relogin(self, seen: int) -> None:
+        super()._relogin(seen)
+        self._logged_in_again = True
 
 
 class RawErrorWhenUnreachable(Mutant):
