@@ -82,11 +82,12 @@ class Peeks(Mutant):
         return oracle
 
     def _cluster(self, nodename: str) -> tuple[Inventory, ClusterFacts]:
-        """The cluster of a node of this driver (in its last refresh and configured now), as vCenter has it."""
+        """The cluster of a node of this driver (a configured cluster that exists), as vCenter has it. (Not
+        through get_available_nodes: the reference may apply pending updates there, which its own
+        wait_for_changes would then never see.)"""
         inv = self._oracle().inventory()
         cluster = inv.clusters.get(nodename.split(".")[0])
-        if (nodename not in self.get_available_nodes() or cluster is None
-                or nodename not in inv.expected_nodes(self.config.clusters)):
+        if cluster is None or nodename not in inv.expected_nodes(self.config.clusters):
             raise NodeNotFound(f"{nodename!r} is not a node of this driver")
         return inv, cluster
 
