@@ -111,6 +111,8 @@ ROWS: dict[str, Row] = {r.id: r for r in [
     # -- vm -----------------------------------------------------------------------------------------------
     Row("vm:powered-on", "a powered-on VM: it uses memory (quickStats) and reports running"),
     Row("vm:powered-off", "a powered-off VM: no memory in use, reports shutdown"),
+    Row("vm:memory-in-use-not-configured", "a running VM's host uses more memory than the VM is configured with "
+                                           "(the hypervisor's share, the VM's overhead)"),
     # -- instance -----------------------------------------------------------------------------------------
     Row("instance:managed", "its VM is in a managed cluster"),
     Row("instance:unmanaged-cluster", "its VM is in a cluster another service manages"),

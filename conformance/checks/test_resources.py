@@ -154,7 +154,7 @@ def test_unknown_node_raises_node_not_found(make_driver: Make, oracle: Oracle, s
 
 
 @pytest.mark.requirement("RES-05")
-@pytest.mark.covers("vm:powered-on", "vm:powered-off")
+@pytest.mark.covers("vm:powered-on", "vm:powered-off", "vm:memory-in-use-not-configured")
 def test_used_memory_follows_vm_power(driver: ComputeDriver, oracle: Oracle, cleanup: Cleanup,
                                       new_uuid: Callable[[], str]) -> None:
     keys = ("memory_mb_used",)
