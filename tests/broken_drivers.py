@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
-from conformance.contract import AuthenticationFailed, DriverConfig, Instance
+from conformance.contract import AuthenticationFailed, DriverConfig, Instance, NodeNotFound, Resources
 from driver_under_test.reference import ReferenceDriver
 
 #: Where a driver appends what a test must see: the simulator pids it touched, the passwords it was given.
@@ -88,6 +88,21 @@ class WithoutNotifications(ReferenceDriver):
     def __init__(self, config: DriverConfig) -> None:
         Path(os.environ["VCCONFORM_TEST_MARK"]).touch()
         super().__init__(config)
+
+
+class LeaksItsPassword(ReferenceDriver):
+    """Right in every figure, but puts its password in a log line, on stdout and in an error text."""
+
+    def get_available_nodes(self, refresh: bool = False) -> list[str]:
+        logging.getLogger("leaky").warning("refreshing as %s:%s", self.config.username, self.config.password)
+        print(f"password={self.config.password}")
+        return super().get_available_nodes(refresh)
+
+    def get_available_resource(self, nodename: str) -> Resources:
+        try:
+            return super().get_available_resource(nodename)
+        except NodeNotFound:
+            raise NodeNotFound(f"{nodename} (asked with password {self.config.password})") from None
 
 
 class KillsItsWorker(ReferenceDriver):

@@ -28,9 +28,9 @@ def test_an_unexplained_failure_refuses_the_page() -> None:
 
 
 def test_an_explained_failure_names_its_kind_and_source() -> None:
-    text = resultpage.render(_report({"RES-02": "failed", "RES-07": "failed"}), resultpage.explanations())
+    text = resultpage.render(_report({"RES-02": "failed", "EFF-01": "failed"}), resultpage.explanations())
     assert "### RES-02: Nova deviation" in text and "host.py" in text
-    assert "### RES-07: deliberate stricter requirement" in text and "Rationale (catalogue)" in text
+    assert "### EFF-01: deliberate stricter requirement" in text and "Rationale (catalogue)" in text
 
 
 def test_the_snapshot_keeps_what_the_page_needs_and_no_paths() -> None:
@@ -50,12 +50,12 @@ def test_a_partial_run_must_agree_with_the_committed_outcomes(tmp_path: Path,
     committed = _report({"RES-02": "failed"})
     monkeypatch.setattr(resultpage, "snapshot_path", lambda report: tmp_path / "nova.report.json")
     (tmp_path / "nova.report.json").write_text(json.dumps(resultpage.snapshot(committed)))
-    now = _report({"RES-07": "failed"})
+    now = _report({"EFF-01": "failed"})
     for r in now["requirements"]:
-        if r["id"] not in ("RES-02", "RES-07", "NODE-01"):
+        if r["id"] not in ("RES-02", "EFF-01", "NODE-01"):
             r["status"] = "not run"
     assert resultpage.agrees_with_snapshot(now) == [
-        "RES-02: passed now, failed on the committed page", "RES-07: failed now, passed on the committed page"]
+        "RES-02: passed now, failed on the committed page", "EFF-01: failed now, passed on the committed page"]
 
 
 @pytest.mark.parametrize("report", sorted(RESULTS.glob("nova-*.report.json")), ids=lambda p: p.name)

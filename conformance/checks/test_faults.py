@@ -19,30 +19,43 @@ from conformance.checks.common import (
     read_every_node,
     within,
 )
-from conformance.contract import ComputeDriver, DriverConfig, Instance, VCenterUnavailable, fault_report_bound
+from conformance.contract import (
+    ComputeDriver,
+    DriverConfig,
+    DriverError,
+    Instance,
+    VCenterUnavailable,
+    fault_report_bound,
+)
 from conformance.fixtures import Cleanup
 from conformance.oracle import Oracle
+
+Make = Callable[..., ComputeDriver]
 
 pytestmark = pytest.mark.needs_control
 
 
 @pytest.mark.requirement("FAULT-01")
 @pytest.mark.resets
+@pytest.mark.covers("vcenter:session-expired")
 def test_expired_session_is_replaced(driver: ComputeDriver, oracle: Oracle, control: Any) -> None:
+    """The session ends twice: a driver must log in again every time, not once per lifetime."""
     before = sorted(driver.get_available_nodes(refresh=True))
-    expired = control.expire_sessions()
-    assert expired >= 1, "the control API ended no session: nothing to test"
-    try:
-        after = sorted(driver.get_available_nodes(refresh=True))
-    except Exception as e:
-        pytest.fail(f"after its session expired, refresh raised {type(e).__name__}: {e}; required a "
-                    "transparent re-login", pytrace=False)
-    assert after == before, f"after re-login the nodes are {after}; required {before}"
-    assert_figures(driver, oracle, when="after re-login")
+    for time_ in ("once", "a second time"):
+        expired = control.expire_sessions()
+        assert expired >= 1, "the control API ended no session: nothing to test"
+        try:
+            after = sorted(driver.get_available_nodes(refresh=True))
+        except Exception as e:
+            pytest.fail(f"after its session expired {time_}, refresh raised {type(e).__name__}: {e}; required a "
+                        "transparent re-login", pytrace=False)
+        assert after == before, f"after re-login ({time_}) the nodes are {after}; required {before}"
+        assert_figures(driver, oracle, when=f"after re-login ({time_})")
 
 
 @pytest.mark.requirement("FAULT-02")
 @pytest.mark.resets
+@pytest.mark.covers("vcenter:transient-fault", "vcenter:persistent-fault")
 def test_faults_never_give_wrong_figures(driver: ComputeDriver, oracle: Oracle, control: Any) -> None:
     read_every_node(driver)
     changed = change_figures(oracle, driver.config.clusters)
@@ -64,6 +77,7 @@ def test_faults_never_give_wrong_figures(driver: ComputeDriver, oracle: Oracle, 
 
 @pytest.mark.requirement("FAULT-03")
 @pytest.mark.resets
+@pytest.mark.covers("vcenter:slow")
 def test_latency_is_tolerated(driver: ComputeDriver, oracle: Oracle, control: Any, cleanup: Cleanup,
                               new_uuid: Any) -> None:
     control.set_latency("*", 300)
@@ -78,8 +92,16 @@ def test_latency_is_tolerated(driver: ComputeDriver, oracle: Oracle, control: An
 
 @pytest.mark.requirement("FAULT-04")
 @pytest.mark.resets
+@pytest.mark.covers("vcenter:restarted")
 def test_driver_recovers_from_a_vcenter_restart(driver: ComputeDriver, oracle: Oracle, control: Any) -> None:
+    """Before the restart a host is in maintenance mode; the restart brings the inventory back as loaded (the
+    host out of maintenance), so figures kept from before the restart are wrong figures."""
     before = sorted(driver.get_available_nodes(refresh=True))
+    inv = oracle.inventory()
+    host = next((h for p in driver.config.clusters if (c := inv.cluster(p)) for h in c.hosts if h.schedulable), None)
+    if host is not None:
+        control.set_host(host.moref, maintenance=True)
+        assert_figures(driver, oracle, when=f"with {host.name} in maintenance mode, before the restart")
     control.reset()  # a restart: every session ends, the inventory is as loaded
     try:
         after = sorted(driver.get_available_nodes(refresh=True))
@@ -87,11 +109,13 @@ def test_driver_recovers_from_a_vcenter_restart(driver: ComputeDriver, oracle: O
         pytest.fail(f"after a vCenter restart, refresh raised {type(e).__name__}: {e}; required recovery",
                     pytrace=False)
     assert after == before, f"after a vCenter restart the nodes are {after}; required {before}"
-    assert_figures(driver, oracle, when="after a vCenter restart")
+    assert_figures(driver, oracle, when="after a vCenter restart" + (
+        f" (which brought {host.name} back out of maintenance mode)" if host is not None else ""))
 
 
 @pytest.mark.requirement("FAULT-05")
 @pytest.mark.resets
+@pytest.mark.covers("vcenter:connection-dropped", "config.vcenter_timeout_s:short")
 def test_connection_errors_never_give_old_figures(make_driver: Callable[..., ComputeDriver], oracle: Oracle,
                                                   control: Any) -> None:
     """Reads whose connection is reset or closed unanswered: VCenterUnavailable or right figures, each call
@@ -117,6 +141,7 @@ def test_connection_errors_never_give_old_figures(make_driver: Callable[..., Com
 
 @pytest.mark.requirement("FAULT-05")
 @pytest.mark.resets
+@pytest.mark.covers("vcenter:silent", "config.vcenter_timeout_s:short")
 def test_a_silent_vcenter_is_reported_in_bounded_time(make_driver: Callable[..., ComputeDriver], oracle: Oracle,
                                                       control: Any) -> None:
     """Every SOAP call is left unanswered (the connection stays open): each driver call must give up within
@@ -139,6 +164,7 @@ def test_a_silent_vcenter_is_reported_in_bounded_time(make_driver: Callable[...,
 
 
 @pytest.mark.requirement("FAULT-05")
+@pytest.mark.covers("vcenter:unreachable", "method.__init__:refused", "config.vcenter_timeout_s:short")
 def test_an_unreachable_vcenter_at_start_is_reported(make_driver: Callable[..., ComputeDriver]) -> None:
     """vCenter refuses the TCP connection (a closed port on 127.0.0.1) when the driver starts: its
     constructor or its first refresh raises VCenterUnavailable, each in time (no node set is right: the
@@ -159,3 +185,23 @@ def test_an_unreachable_vcenter_at_start_is_reported(make_driver: Callable[..., 
     except VCenterUnavailable:
         return
     pytest.fail(f"{when}: refresh returned {got}; required VCenterUnavailable", pytrace=False)
+
+
+@pytest.mark.requirement("FAULT-02")
+@pytest.mark.covers("vcenter:unreachable", "method.__init__:refused")
+def test_unreachable_vcenter_is_vcenter_unavailable(make_driver: Make) -> None:
+    """Nothing listens at the URL (127.0.0.1, a closed port): VCenterUnavailable from the constructor or the
+    first refresh; never nodes, never a raw socket error."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: a port nothing listens on
+    url = f"https://127.0.0.1:{port}/sdk"
+    try:
+        got = make_driver(url=url).get_available_nodes(refresh=True)
+    except VCenterUnavailable:
+        return
+    except DriverError as e:
+        pytest.fail(f"with nothing listening at {url} the driver raised {type(e).__name__} ({e}); required "
+                    "VCenterUnavailable", pytrace=False)
+    pytest.fail(f"with nothing listening at {url} the driver reported nodes {got}; required VCenterUnavailable",
+                pytrace=False)
