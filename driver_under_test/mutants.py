@@ -1343,6 +1343,7 @@ class DiskMaxUnitFromCapacity(Mutant):
     """Takes DISK_GB's max_unit from the largest datastore capacity, not the most free space on one."""
 
     targets = ("RES-06",)
+    proves = ("test_placement_inventory_matches", "test_placement_inventory_on_the_heterogeneous_topology")
 
     def get_available_resource(self, nodename: str) -> Resources:
         res = super().get_available_resource(nodename)
@@ -1356,6 +1357,8 @@ class InventoryNeedsADatastore(Mutant):
     (as Nova's update_provider_tree does)."""
 
     targets = ("RES-06",)
+    proves = ("test_placement_inventory_without_usable_datastore",
+              "test_placement_inventory_on_the_heterogeneous_topology")
 
     def get_available_resource(self, nodename: str) -> Resources:
         res = super().get_available_resource(nodename)
@@ -1368,6 +1371,7 @@ class IgnoresMorefClusters(Mutant):
     """Understands clusters configured by inventory path only; a moref names no cluster."""
 
     targets = ("NODE-03",)
+    proves = ("test_names_survive_a_driver_restart_and_a_cluster_rename",)
 
     def _managed_clusters(self) -> tuple[str, ...]:
         return tuple(c for c in self.config.clusters if "/" in c)
@@ -1378,6 +1382,7 @@ class StaleFiguresOnConnectionErrors(Mutant):
     does on VimConnectionException); a vSphere fault is still raised."""
 
     targets = ("FAULT-05",)
+    proves = ("test_connection_errors_never_give_old_figures", "test_a_silent_vcenter_is_reported_in_bounded_time")
 
     def _call(self, doing: str, fn: Any, *, idempotent: bool = True) -> Any:
         def watched() -> Any:
@@ -1414,6 +1419,7 @@ class WaitsForeverForAnswers(Mutant):
     never answers holds the driver for ever."""
 
     targets = ("FAULT-05",)
+    proves = ("test_a_silent_vcenter_is_reported_in_bounded_time",)
 
     def _socket_timeout(self) -> float | None:
         return None
@@ -1424,6 +1430,7 @@ class RetriesUnreachableForever(Mutant):
     errors)."""
 
     targets = ("FAULT-05",)
+    proves = ("test_an_unreachable_vcenter_at_start_is_reported",)
 
     def __init__(self, config: DriverConfig) -> None:
         while True:
