@@ -94,6 +94,26 @@ class VmFacts:
     datastores: tuple[str, ...]
 
 
+def figure_mismatch(key: str, got: object, want: dict[str, int]) -> str | None:
+    """Why a reported figure is wrong, or None when it is right.
+
+    Exact for every figure but memory_mb, which may be the hosts' memory summed in bytes and floored to MiB
+    once, or each host's floored to MiB and then summed (Nova's way): a VM's memory is a whole number of MiB
+    on one host, so the part of a MiB a host has beyond its whole MiB can never be given to a VM, and
+    leaving it out understates nothing that can be used. Anything above the floor of the sum offers memory
+    that is not there; anything below the sum of the floors loses some that is.
+    """
+    if key == "memory_mb" and "memory_mb_floor" in want:
+        low, high = want["memory_mb_floor"], want["memory_mb"]
+        if isinstance(got, int) and not isinstance(got, bool) and low <= got <= high:
+            return None
+        required = f"{high}" if low == high else f"{low} to {high} (the hosts' memory floored to MiB each or once)"
+        return f"{key} observed {got!r}, required {required}"
+    if got != want[key]:
+        return f"{key} observed {got!r}, required {want[key]}"
+    return None
+
+
 @dataclass
 class Inventory:
     """One consistent snapshot of the parts of the inventory the checks compare against."""
@@ -138,10 +158,12 @@ class Inventory:
     def expected_resources(cluster: ClusterFacts, datastore_regex: str | None = None) -> dict[str, int]:
         """What a node must report.
 
-        RES-01: vcpus and memory_mb are the sums over connected hosts not in maintenance mode of their
-        hardware threads and memory (MiB): the hardware, as Nova's vm_util.get_stats_from_cluster reports,
-        not the cluster's effectiveMemory (the hardware less each hypervisor's share, which is in use and
-        therefore in memory_mb_used). RES-05: memory_mb_used is the sum of those hosts'
+        RES-01: vcpus and memory_mb are the sums over connected hosts not in maintenance mode of their hardware
+        threads and memory (MiB; summed in bytes and floored once, or each host floored to MiB and summed:
+        memory_mb_floor, the least that is still right, see figure_mismatch): the hardware, as Nova's
+        vm_util.get_stats_from_cluster reports, not the cluster's effectiveMemory (the hardware less each
+        hypervisor's share, which is in use and therefore in memory_mb_used).
+        RES-05: memory_mb_used is the sum of those hosts'
         quickStats.overallMemoryUsage: the hypervisor's share plus each running VM's consumed memory (its
         memory and overhead), not the VMs' configured memory. RES-02: local_gb and local_gb_used come from
         the cluster's usable datastores that match the filter, each counted once, summed in bytes: local_gb
@@ -155,6 +177,7 @@ class Inventory:
         capacity = sum(d.capacity for d in stores)
         return {"vcpus": sum(h.threads for h in hosts),
                 "memory_mb": sum(h.memory_bytes for h in hosts) // MIB,
+                "memory_mb_floor": sum(h.memory_bytes // MIB for h in hosts),
                 "memory_mb_used": sum(h.memory_used_mb for h in hosts),
                 "local_gb": capacity // GIB,
                 "local_gb_used": capacity // GIB - sum(d.free for d in stores) // GIB}

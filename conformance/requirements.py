@@ -92,7 +92,9 @@ REQUIREMENTS: dict[str, Requirement] = {r.id: r for r in [
     Requirement(
         "RES-01", MANDATORY,
         "Every node reports vcpus and memory_mb equal to vCenter's figures for its cluster",
-        "vcpus is the sum of hardware threads, memory_mb the sum of memory (in bytes, then floored to MiB), of "
+        "vcpus is the sum of hardware threads, memory_mb the sum of memory (in bytes, then floored to MiB; "
+        "flooring each host to MiB before summing, as Nova does, is right too: a VM's memory is whole MiB on "
+        "one host, so no VM can have a host's part of a MiB), of "
         "the cluster's connected hosts not in maintenance mode (compare Nova's vm_util.get_stats_from_cluster); "
         "checked on the heterogeneous topology too (hosts of several sizes, in maintenance, disconnected, not "
         "responding, the largest of a cluster unschedulable, memory sizes that are not whole MiB or GiB). Wrong "

@@ -722,9 +722,10 @@ class RoundsMemoryToGiB(Mutant):
         return res
 
 
-class FloorsEachHostMemory(Peeks):
-    """Floors each host's memory to MiB before summing (as Nova does), where the requirement sums bytes and
-    floors once: it loses up to 1 MiB per host whose memory is not whole MiB."""
+class RoundsEachHostMemoryUp(Peeks):
+    """Rounds each host's memory up to whole MiB before summing: it offers up to 1 MiB per host whose memory
+    is not whole MiB that no VM can have (flooring each host, as Nova does, is right; see
+    conformance.oracle.figure_mismatch)."""
 
     targets = ("RES-01",)
     proves = ("test_node_figures_on_the_heterogeneous_topology",)
@@ -732,7 +733,7 @@ class FloorsEachHostMemory(Peeks):
     def get_available_resource(self, nodename: str) -> Resources:
         res = super().get_available_resource(nodename)
         _, cluster = self._cluster(nodename)
-        res["memory_mb"] = sum(h.memory_bytes // MIB for h in cluster.hosts if h.schedulable)
+        res["memory_mb"] = sum(-(-h.memory_bytes // MIB) for h in cluster.hosts if h.schedulable)
         if "inventory" in res:
             res["inventory"]["MEMORY_MB"]["total"] = res["memory_mb"]
         return res

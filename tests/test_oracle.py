@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conformance.contract import node_name
 from conformance.harness import Endpoint
-from conformance.oracle import Inventory, Oracle
+from conformance.oracle import Inventory, Oracle, figure_mismatch
 
 
 def test_inventory_matches_the_topology(sim: Endpoint, sim_oracle: Oracle) -> None:
@@ -33,3 +33,16 @@ def test_configured_clusters_resolve_by_path_and_moref(sim_oracle: Oracle) -> No
     assert inv.expected_nodes([c.moref]) == want
     assert inv.expected_nodes([c.path.lstrip("/")]) == want
     assert inv.expected_nodes(["/DC0/host/absent"]) == {}
+
+
+def test_memory_may_be_floored_per_host_or_once_and_nothing_else() -> None:
+    """RES-01: from the sum of the hosts' floors to the floor of the sum; above offers memory no VM can have,
+    below loses some; every other figure is exact."""
+    want = {"memory_mb": 8194, "memory_mb_floor": 8193, "vcpus": 8}
+    assert figure_mismatch("memory_mb", 8194, want) is None
+    assert figure_mismatch("memory_mb", 8193, want) is None
+    assert "required 8193 to 8194" in (figure_mismatch("memory_mb", 8195, want) or "")
+    assert figure_mismatch("memory_mb", 8192, want) is not None
+    assert figure_mismatch("memory_mb", None, want) is not None
+    assert figure_mismatch("vcpus", 8, want) is None
+    assert figure_mismatch("vcpus", 9, want) == "vcpus observed 9, required 8"

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import pytest
 
 from conformance.contract import ComputeDriver, NodeNotFound, VCenterUnavailable
-from conformance.oracle import ClusterFacts, Inventory, Oracle
+from conformance.oracle import ClusterFacts, Inventory, Oracle, figure_mismatch
 
 T = TypeVar("T")
 
@@ -48,8 +48,9 @@ def figure_problems(driver: ComputeDriver, inv: Inventory, keys: Iterable[str] =
             continue
         want = inv.expected_resources(cluster, driver.config.datastore_regex)
         for key in keys:
-            if got.get(key) != want[key]:
-                problems.append(f"{cluster.path}: {key} observed {got.get(key)!r}, required {want[key]}")
+            wrong = figure_mismatch(key, got.get(key), want)
+            if wrong:
+                problems.append(f"{cluster.path}: {wrong}")
     return problems
 
 
@@ -140,7 +141,7 @@ def answers_under_fault(driver: ComputeDriver, inv: Inventory, when: str, limit:
             return [f"{when}: get_available_resource({name}) raised {type(e).__name__} ({e}); required "
                     "VCenterUnavailable or the right figures"]
         want = inv.expected_resources(cluster, driver.config.datastore_regex)
-        wrong = [f"{k} observed {res.get(k)!r}, required {want[k]}" for k in CORE_FIGURES if res.get(k) != want[k]]
+        wrong = [w for w in (figure_mismatch(k, res.get(k), want) for k in CORE_FIGURES) if w]
         if wrong:
             return [f"{when}: {cluster.path} reported {', '.join(wrong)} (figures vCenter no longer has, served as "
                     "fresh); required VCenterUnavailable or the right figures"]
