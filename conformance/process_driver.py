@@ -380,11 +380,12 @@ class _Process:
         self.drain_stderr(final=True)
         with self._lock:
             expected = self._shutting_down
-            doing = sorted({p.method for p in self._pending.values()})
+            doing = sorted({p.method for p in self._pending.values() if not p.done.is_set()})
             if expected:  # closed as told: what is still in flight ends as a call on a closed driver does
                 for p in self._pending.values():
-                    p.closed = True
-                    p.done.set()
+                    if not p.done.is_set():
+                        p.closed = True
+                        p.done.set()
         if self._failure is None and not expected:
             during = f" while answering {', '.join(doing)}" if doing else ""
             last = next((line for line in reversed(self._tail) if line.strip()), "")
