@@ -241,8 +241,16 @@ type InitializeResult struct {
 	Capabilities    map[string]bool `json:"capabilities"`
 }
 
+// protocolMethods are the protocol's methods (the suite sends no others).
+var protocolMethods = map[string]bool{"initialize": true, "configure": true, "reconfigure": true,
+	"get_available_nodes": true, "get_available_resource": true, "spawn": true, "destroy": true,
+	"list_instances": true, "get_info": true, "wait_for_changes": true, "shutdown": true}
+
 func (s *Server) call(method string, raw json.RawMessage) (any, error) {
 	ctx := s.ctx
+	if !protocolMethods[method] {
+		return nil, methodNotFound{fmt.Sprintf("no method %q", method)}
+	}
 	switch method {
 	case "initialize":
 		var p struct {
