@@ -205,6 +205,9 @@ class _Process:
                                      f"{e.strerror or e}") from None
         self.pid = self.proc.pid
         self.name = f"driver process {label} (pid {self.pid})"
+        if kept is not None:  # which check a process served, for whoever reads the kept log
+            check = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
+            kept.write(self.pid, f"--- started for {check or 'the handshake'}: {shlex.join(argv)}")
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -283,22 +286,22 @@ class _Process:
     # -- failing ---------------------------------------------------------------------------------------------
 
     def _fail(self, reason: str) -> str:
-        """Record a protocol failure (once), wake every request in flight with it, kill the process."""
+        """Record a protocol failure (once), kill the process, then wake every request in flight with it (so
+        that a caller who sees the failure never finds the process still running)."""
         with self._lock:
-            if self._failure is None:
+            first = self._failure is None
+            if first:
                 self._failure = f"{self.name} {reason}"
-                first = True
-            else:
-                first = False
             failure = self._failure
-            for p in self._pending.values():
-                if not p.done.is_set():
-                    p.failure = failure
-                    p.done.set()
         if first:
             self.kill()
             self.drain_stderr()
             _record(Failure(mask(failure), "\n".join(self._tail)))
+        with self._lock:
+            for p in self._pending.values():
+                if not p.done.is_set():
+                    p.failure = failure
+                    p.done.set()
         return failure
 
     def kill(self) -> None:
@@ -603,6 +606,8 @@ def command_driver_class(command: str, *, request_timeout: float = 60.0,
             _check_version(probe, hello)
         finally:
             probe.close(min(request_timeout, EXIT_GRACE_S))
+        if probe._failure is not None:  # it answered, but did not exit when told to
+            raise DriverProcessError(probe._failure)
         declared = {str(k): bool(v) for k, v in hello["capabilities"].items()}
         unknown = sorted(set(declared) - set(CAPABILITIES))
         if unknown:
