@@ -290,9 +290,7 @@ class _Process:
         that a caller who sees the failure never finds the process still running)."""
         with self._lock:
             first = self._failure is None
-            if first:
-                self._failure = f"{self.name} {reason}"
-            failure = self._failure
+            failure = self._failure = f"{self.name} {reason}" if first else str(self._failure)
         if first:
             self.kill()
             self.drain_stderr()
