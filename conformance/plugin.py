@@ -545,7 +545,7 @@ class _Session:
         if failures and self.fatal is None:
             # A driver process broke the protocol (in this phase, or in a thread of this check): the suite can
             # no longer talk to the driver, so the run ends here, saying so (verdict ERROR).
-            self.fatal = RunEnd("driver", f"{failures[0].message} during {item.nodeid}", failures[0].stderr_tail)
+            self.fatal = RunEnd("driver", failures[0].during(item.nodeid), failures[0].stderr_tail)
             report.outcome = "failed"
         if excinfo is not None and isinstance(excinfo.value, CheckTimeout | DriverHung | InfrastructureError |
                                               DriverProcessError):

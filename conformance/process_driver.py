@@ -95,8 +95,14 @@ class DriverInternalError(Exception):
 class Failure:
     """A protocol failure, as the plugin turns it into the run's end: one line and the driver's last words."""
 
-    message: str
+    message: str  # what happened: "driver process x (pid 1) exited with status 2 while answering spawn"
     stderr_tail: str
+    last_words: str = ""  # its last stderr line, when it exited
+
+    def during(self, check: str) -> str:
+        """The one line that ends a run: what happened, in which check, and the process's last words."""
+        return f"{self.message} during {check}" + (f"; its last stderr line: {self.last_words}" if self.last_words
+                                                    else "")
 
 
 _failures: list[Failure] = []
@@ -285,16 +291,17 @@ class _Process:
 
     # -- failing ---------------------------------------------------------------------------------------------
 
-    def _fail(self, reason: str) -> str:
+    def _fail(self, reason: str, last_words: str = "") -> str:
         """Record a protocol failure (once), kill the process, then wake every request in flight with it (so
         that a caller who sees the failure never finds the process still running)."""
         with self._lock:
             first = self._failure is None
-            failure = self._failure = f"{self.name} {reason}" if first else str(self._failure)
+            said = f"; its last stderr line: {last_words}" if last_words else ""
+            failure = self._failure = f"{self.name} {reason}{said}" if first else str(self._failure)
         if first:
             self.kill()
             self.drain_stderr()
-            _record(Failure(mask(failure), "\n".join(self._tail)))
+            _record(Failure(mask(f"{self.name} {reason}"), "\n".join(self._tail), mask(last_words)))
         with self._lock:
             for p in self._pending.values():
                 if not p.done.is_set():
@@ -390,7 +397,7 @@ class _Process:
         if self._failure is None and not expected:
             during = f" while answering {', '.join(doing)}" if doing else ""
             last = next((line for line in reversed(self._tail) if line.strip()), "")
-            self._fail(f"{self._exit_text()}{during}" + (f"; its last stderr line: {last[:300]}" if last else ""))
+            self._fail(f"{self._exit_text()}{during}", last[:300])
 
     # -- stderr: the log ---------------------------------------------------------------------------------------
 
