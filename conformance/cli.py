@@ -85,6 +85,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     junit = next((t.split("=", 1)[1] for t in extra if t.startswith("--junitxml=")), None)
     try:
         plugin.start_report(args.report_dir, junit, certify)
+        plugin.refuse_empty_command(args.driver_command)
         plugin.check_settings(get, requirements=args.requirement)
         selection = _selection(args, extra) if certify else None
         if selection:

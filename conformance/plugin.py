@@ -286,6 +286,13 @@ def check_settings(get: Lookup, *, requirements: list[str] | None = None, enviro
             raise SettingError(f"{where} {inventory}: expected a YAML mapping with a 'clusters' list")
 
 
+def refuse_empty_command(command: str | None) -> None:
+    """An empty --driver-command given on purpose is refused (an empty value elsewhere means "not given", which
+    here would quietly test the default driver instead)."""
+    if command is not None and not command.strip():
+        raise SettingError(f"--driver-command {command!r}: expected a program and its arguments")
+
+
 #: pytest's selection and early-stop options, which a certification refuses: (option dest, how it is spelt).
 _SELECTIONS = (("keyword", "-k"), ("markexpr", "-m"), ("deselect", "--deselect"), ("lf", "--lf"),
                ("failedfirst", "--ff"), ("maxfail", "-x/--maxfail"), ("stepwise", "--sw"),
@@ -837,6 +844,7 @@ def pytest_configure(config: pytest.Config) -> None:
         except ReportDirError as e:
             raise pytest.UsageError(f"vcconform: {e}") from None
         try:
+            refuse_empty_command(config.getoption(_BY_FLAG["--driver-command"].key))
             check_settings(get, requirements=config.getoption("vcconform_requirement"))
             refusal = certify_refusal(config) if certify else None
         except SettingError as e:
