@@ -118,7 +118,7 @@ bench: $(VENV)/.installed $(FAKEVC)
 	$(PY) bench/scale.py
 
 selftest: $(VENV)/.installed $(FAKEVC) $(GO_DRIVER)
-	$(VENV)/bin/pytest tests/test_selftest.py $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/test_selftest.py tests/test_go_driver.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf .cache build

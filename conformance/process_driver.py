@@ -182,6 +182,7 @@ class _Pending:
         self.message: dict[str, Any] | None = None
         self.failure: str | None = None
         self.closed = False  # the driver was shut down (closed) while this request was in flight
+        self.sent = time.monotonic()
 
 
 _live: weakref.WeakSet[_Process] = weakref.WeakSet()
@@ -206,9 +207,10 @@ class _Process:
             # Its own session (process group): it and anything it starts are killed together, by this pid.
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, start_new_session=True)
-        except OSError as e:
-            raise DriverProcessError(f"driver command {shlex.join(argv)!r} could not be started: "
-                                     f"{e.strerror or e}") from None
+        except OSError as e:  # a program that is no executable after all (a bad interpreter line, ENOEXEC)
+            message = f"driver command {shlex.join(argv)!r} could not be started: {e.strerror or e}"
+            _record(Failure(mask(message), ""))
+            raise DriverProcessError(message) from None
         self.pid = self.proc.pid
         self.name = f"driver process {label} (pid {self.pid})"
         if kept is not None:  # which check a process served, for whoever reads the kept log
@@ -238,8 +240,9 @@ class _Process:
 
     # -- requests ------------------------------------------------------------------------------------------
 
-    def request(self, method: str, params: Mapping[str, Any], timeout: float) -> Any:
-        """Send one request and wait for its answer: the result, or the contract's exception raised."""
+    def request(self, method: str, params: Mapping[str, Any], timeout: float, note: str = "") -> Any:
+        """Send one request and wait for its answer: the result, or the contract's exception raised. ``note``
+        is added to the failure when it is not answered in time."""
         with self._lock:
             if self._failure is not None:
                 raise DriverProcessError(self._failure)
@@ -263,7 +266,8 @@ class _Process:
                     raise VCenterUnavailable(f"{method}: the driver is closed") from None
                 raise DriverProcessError(self._fail(f"exited before it could read {method}")) from None
             if not pending.done.wait(timeout):
-                raise DriverProcessError(self._fail(f"did not answer {method} within {timeout:g}s; it was killed"))
+                raise DriverProcessError(self._fail(f"did not answer {method} within {timeout:g}s{note}; it was "
+                                                    "killed"))
         finally:
             with self._lock:
                 self._pending.pop(rid, None)
@@ -453,8 +457,13 @@ class _Process:
         if self._failure is None and self.proc.poll() is None:
             with self._lock:
                 self._shutting_down = True
+                # Requests a check gave up on (it bounds a call itself: FAULT-05) are still in flight: say so.
+                now = time.monotonic()
+                busy = [f"{p.method} (sent {now - p.sent:.0f}s before)" for p in self._pending.values()
+                        if not p.done.is_set()]
+            note = f", with {', '.join(busy)} still unanswered" if busy else ""
             try:
-                self.request("shutdown", {}, timeout)
+                self.request("shutdown", {}, timeout, note)
             except DriverProcessError:
                 pass  # recorded
             except Exception as e:  # an error answer to shutdown: it is closing anyway

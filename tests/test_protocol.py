@@ -7,6 +7,7 @@ has the whole suite against broken drivers, tests/test_selftest.py the Go driver
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shlex
@@ -312,6 +313,23 @@ def test_close_ends_the_process_and_a_driver_that_lingers_is_killed(monkeypatch:
     with pytest.raises(DriverProcessError, match=r"\(pid \d+\) did not exit within 1s of shutdown; it was killed$"):
         driver_class({"linger": True})
     assert len(take_failures()) == 1
+
+
+def test_a_driver_that_hangs_at_shutdown_is_killed_naming_what_it_never_answered() -> None:
+    """A check that bounds a call itself (FAULT-05) gives up on it; at its teardown the driver does not answer
+    shutdown either: killed, and the line says which request was left unanswered."""
+    d = driver_class({"get_available_nodes": {"hang": True}, "shutdown": {"hang": True}}, timeout=1.0)(CONFIG)
+    def refresh() -> None:
+        with contextlib.suppress(BaseException):
+            d.get_available_nodes(refresh=True)
+    abandoned = threading.Thread(target=refresh, daemon=True)
+    abandoned.start()
+    time.sleep(0.3)
+    d.close()
+    (failure,) = take_failures()
+    assert failure.message.endswith("did not answer shutdown within 1s, with get_available_nodes (sent 0s before) "
+                                    "still unanswered; it was killed"), failure.message
+    assert d._process.proc.returncode == -9
 
 
 def test_a_call_in_flight_at_shutdown_ends_as_a_call_on_a_closed_driver() -> None:
