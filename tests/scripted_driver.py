@@ -11,7 +11,8 @@ An action is an object:
 - ``{"stderr": [lines]}``: written to stderr, flushed, before the answer;
 - ``{"delay": seconds}``: the answer comes that much later (requests run on threads of their own);
 - ``{"raw": "text"}``: that line on stdout instead of an answer; ``{"exit": status}``: exit instead;
-  ``{"hang": true}``: never answer.
+  ``{"hang": true}``: never answer;
+- ``"configured_only": true`` in an action: only in a process that was configured (not the handshake's).
 
 The top-level key ``"start"`` is an action taken before the first request (``stderr``, ``raw``, ``exit``);
 ``"linger": true`` keeps the process alive after shutdown and after its stdin closes.
@@ -69,10 +70,14 @@ def main() -> int:
         "get_available_nodes": {"result": []}, "list_instances": {"result": []}}
     if "start" in script:
         act(script["start"], None)
+    configured = False
     for line in sys.stdin:
         request = json.loads(line)
         method = request["method"]
+        configured = configured or method == "configure"
         action = script.get(method, defaults.get(method, {"result": None}))
+        if action.get("configured_only") and not configured:
+            action = defaults.get(method, {"result": None})
         if method == "shutdown":
             act(action, request)
             if script.get("linger"):

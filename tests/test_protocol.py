@@ -318,7 +318,8 @@ def test_close_ends_the_process_and_a_driver_that_lingers_is_killed(monkeypatch:
 def test_a_driver_that_hangs_at_shutdown_is_killed_naming_what_it_never_answered() -> None:
     """A check that bounds a call itself (FAULT-05) gives up on it; at its teardown the driver does not answer
     shutdown either: killed, and the line says which request was left unanswered."""
-    d = driver_class({"get_available_nodes": {"hang": True}, "shutdown": {"hang": True}}, timeout=1.0)(CONFIG)
+    d = driver_class({"get_available_nodes": {"hang": True}, "shutdown": {"hang": True, "configured_only": True}},
+                     timeout=1.0)(CONFIG)
     def refresh() -> None:
         with contextlib.suppress(BaseException):
             d.get_available_nodes(refresh=True)
