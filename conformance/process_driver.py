@@ -391,7 +391,7 @@ class _Process:
             self.proc.wait(EXIT_GRACE_S)
         self.drain_stderr(final=True)
         with self._lock:
-            expected = self._shutting_down
+            expected = self._shutting_down and self._failure is None  # a failure (and its kill) says more
             doing = sorted({p.method for p in self._pending.values() if not p.done.is_set()})
             if expected:  # closed as told: what is still in flight ends as a call on a closed driver does
                 for p in self._pending.values():
