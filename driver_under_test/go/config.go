@@ -10,6 +10,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/dlclark/regexp2"
 )
 
 // Config is DriverConfig. Members this driver does not know are ignored (encoding/json drops them).
@@ -134,10 +137,35 @@ func checkConfig(c *Config) error {
 	return nil
 }
 
-// compileWhole compiles a datastore filter that must match the whole name (Python's re.fullmatch).
-func compileWhole(pattern string) (*regexp.Regexp, error) {
-	if _, err := regexp.Compile(pattern); err != nil {
-		return nil, err
+// pythonGroups rewrites Python's spellings of named groups, (?P<name>...) and (?P=name), as regexp2 spells
+// them (.NET's (?<name>...) and \k<name>).
+var pythonBackref = regexp.MustCompile(`\(\?P=([A-Za-z_][A-Za-z0-9_]*)\)`)
+
+func pythonGroups(pattern string) string {
+	return pythonBackref.ReplaceAllString(strings.ReplaceAll(pattern, "(?P<", "(?<"), `\k<$1>`)
+}
+
+// wholeName is a datastore filter: datastore_regex as the contract defines it, a Python regular expression
+// that must match the whole name (re.fullmatch). Python's re backtracks and has lookarounds and
+// backreferences, which Go's RE2 refuses, so the filter is compiled with regexp2, whose syntax is Python's
+// for all a filter needs; each match is bounded in time (a pathological pattern cannot hang a refresh).
+type wholeName struct{ re *regexp2.Regexp }
+
+// MatchString says whether the whole name matches (a match that times out does not).
+func (w wholeName) MatchString(name string) bool {
+	ok, err := w.re.MatchString(name)
+	return ok && err == nil
+}
+
+func compileWhole(pattern string) (wholeName, error) {
+	p := pythonGroups(pattern)
+	if _, err := regexp2.Compile(p, regexp2.None); err != nil {
+		return wholeName{}, err
 	}
-	return regexp.Compile(`^(?:` + pattern + `)$`)
+	re, err := regexp2.Compile(`\A(?:`+p+`)\z`, regexp2.None)
+	if err != nil {
+		return wholeName{}, err
+	}
+	re.MatchTimeout = time.Second
+	return wholeName{re}, nil
 }

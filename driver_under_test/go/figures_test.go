@@ -71,6 +71,14 @@ func TestFiguresCountSchedulableHostsAndUsableDatastores(t *testing.T) {
 	if r = testDriver(Config{DatastoreRegex: &prefix}, Mutants{}).resources(n); r.LocalGB != 0 {
 		t.Errorf("datastore_regex %q matched part of a name: local_gb %d", prefix, r.LocalGB)
 	}
+	// Python's syntax, as the contract says: a lookahead that leaves one datastore out, named groups.
+	for pattern, want := range map[string]int64{`(?!nfs-b$).*`: (1000*gib + 7) / gib, `(?P<kind>nfs)-(?:a|b)`: 1500,
+		`(?P<x>n)fs-(?P=x)?b`: 500} {
+		p := pattern
+		if r = testDriver(Config{DatastoreRegex: &p}, Mutants{}).resources(n); r.LocalGB != want {
+			t.Errorf("datastore_regex %q: local_gb %d; want %d", pattern, r.LocalGB, want)
+		}
+	}
 	// The mutant counts every host.
 	if r = testDriver(Config{}, Mutants{"counts-unschedulable-hosts": true}).resources(n); r.VCPUs != 88 {
 		t.Errorf("mutant counts-unschedulable-hosts: vcpus %d", r.VCPUs)

@@ -328,9 +328,11 @@ func (d *Driver) schedulable(h *object) bool {
 
 // usableDatastores: accessible, not in (or entering) maintenance, and matching datastore_regex (whole name).
 func (d *Driver) usableDatastores(n *Node) []*object {
-	var pattern interface{ MatchString(string) bool }
+	var pattern *wholeName
 	if re := d.config().DatastoreRegex; re != nil {
-		pattern, _ = compileWhole(*re) // checked when the configuration was taken
+		if w, err := compileWhole(*re); err == nil { // checked when the configuration was taken
+			pattern = &w
+		}
 	}
 	var out []*object
 	for _, ds := range n.Datastores {
