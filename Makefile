@@ -32,7 +32,7 @@ TEST_WORKERS ?= 2
 export VCCONFORM_FAKEVC_BINARY := $(CURDIR)/$(FAKEVC)
 export VCCONFORM_GO_DRIVER := $(CURDIR)/$(GO_DRIVER)
 
-.PHONY: all conformance certify test selftest lint go-test go-fuzz simulator go-driver image bench clean help
+.PHONY: all conformance certify test selftest selftest-full lint go-test go-fuzz simulator go-driver image bench clean help
 
 all: conformance
 
@@ -119,6 +119,10 @@ bench: $(VENV)/.installed $(FAKEVC)
 
 selftest: $(VENV)/.installed $(FAKEVC) $(GO_DRIVER)
 	$(VENV)/bin/pytest tests/test_selftest.py tests/test_go_driver.py $(PYTEST_ARGS)
+
+# Every mutant against the whole suite: each one's "proves" check is the only one that catches it, suite-wide.
+selftest-full: $(VENV)/.installed $(FAKEVC)
+	VCCONFORM_SELFTEST_FULL=1 $(VENV)/bin/pytest tests/test_selftest.py -k every_mutant $(PYTEST_ARGS)
 
 clean:
 	rm -rf .cache build

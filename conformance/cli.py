@@ -1,4 +1,5 @@
-"""The ``vcconform`` command: run the suite against a driver, check a topology file, print versions."""
+"""The ``vcconform`` command: run the suite against a driver, check a topology file, print the requirement
+catalogue and the coverage matrix, print versions."""
 
 from __future__ import annotations
 
@@ -112,6 +113,8 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         argv.append(f"--vcsim-backend={args.vcsim_backend}")
     if args.topology:
         argv.append(f"--topology={Path(args.topology).resolve()}")
+    if args.profile:
+        argv.append(f"--profile={args.profile}")
     argv += [f"--requirement={rid}" for rid in args.requirement]
     return int(pytest.main(argv + extra))
 
@@ -146,11 +149,33 @@ def check_ids() -> dict[str, list[str]]:
     return out
 
 
-def _requirements(_: argparse.Namespace) -> int:
+def requirements_doc() -> str:
+    """docs/requirements.md: the requirement catalogue, then the coverage matrix."""
+    from conformance.coverage import coverage_markdown, covered_rows
     from conformance.requirements import catalogue_markdown
 
-    print(catalogue_markdown(check_ids()), end="")
+    return catalogue_markdown(check_ids()) + "\n" + coverage_markdown(covered_rows())
+
+
+def _requirements(_: argparse.Namespace) -> int:
+    print(requirements_doc(), end="")
     return 0
+
+
+def _coverage(args: argparse.Namespace) -> int:
+    from conformance.coverage import ROWS, coverage_markdown, coverage_problems, covered_rows, grid_text
+
+    covered = covered_rows()
+    if args.json:
+        print(json.dumps({r: covered.get(r, []) for r in ROWS}, indent=2))
+    elif args.grid:
+        print(grid_text(covered), end="")
+    else:
+        print(coverage_markdown(covered), end="")
+    problems = coverage_problems(covered)
+    for p in problems:
+        print(f"vcconform: coverage: {p}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _version(_: argparse.Namespace) -> int:
@@ -171,16 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--report-dir", default="build/conformance", help="where junit.xml and report.json go")
     run.add_argument("--requirement", action="append", default=[], metavar="ID",
                      help="run only this requirement's checks (repeatable)")
+    run.add_argument("--profile", choices=("standard", "scale"),
+                     help="the verdict that decides: standard (default) or scale (efficiency budgets mandatory)")
     topo = sub.add_parser("topology", help="check a topology file and summarize it")
     topo.add_argument("file")
-    sub.add_parser("requirements", help="print the requirement catalogue (docs/requirements.md)")
+    sub.add_parser("requirements", help="print the requirement catalogue and coverage matrix (docs/requirements.md)")
+    cov = sub.add_parser("coverage", help="print the coverage matrix: config values, states and methods x checks")
+    shape = cov.add_mutually_exclusive_group()
+    shape.add_argument("--grid", action="store_true", help="rows x checks as a grid")
+    shape.add_argument("--json", action="store_true", help="row -> checks as JSON")
     sub.add_parser("version", help="print versions")
     args, extra = parser.parse_known_args(argv)
     if args.command == "run":
         return _run(args, extra)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    commands = {"topology": _topology, "requirements": _requirements, "version": _version}
+    commands = {"topology": _topology, "requirements": _requirements, "coverage": _coverage, "version": _version}
     return commands[args.command](args)
 
 

@@ -1,5 +1,5 @@
 """The Python client of the fake vCenter's control API (docs/control-api.md): faults, latency, slow tasks,
-session expiry, host states, call counts and reset to the loaded topology.
+session expiry, host and datastore states, extra TLS listeners, call counts and reset to the loaded topology.
 
 Every method is one HTTP request to the simulator's own loopback HTTPS port, authenticated with the vCenter
 credentials and verified against the simulator's certificate. A failure raises ``ControlError`` with one line.
@@ -135,6 +135,27 @@ class Control:
         if maintenance is not None:
             body["maintenance"] = maintenance
         self._call("PUT", f"hosts/{quote(host, safe='')}", body)
+
+    def set_datastore(self, datastore: str, *, accessible: bool | None = None,
+                      maintenance: str | None = None) -> None:
+        """Set a datastore's (moref or unique name) accessibility and/or maintenance mode (``normal``,
+        ``enteringMaintenance``, ``inMaintenance``); placement refuses it from then on, as vCenter does."""
+        body: dict[str, Any] = {}
+        if accessible is not None:
+            body["accessible"] = accessible
+        if maintenance is not None:
+            body["maintenance"] = maintenance
+        self._call("PUT", f"datastores/{quote(datastore, safe='')}", body)
+
+    # -- TLS -------------------------------------------------------------------------------------------------
+
+    def open_listener(self, cert_names: list[str]) -> str:
+        """Serve this vCenter on another loopback port, with a certificate the simulator's CA signs for
+        ``cert_names`` (not this address); returns its SDK URL. A client that checks host names refuses it."""
+        return str(self._call("POST", "listeners", {"cert_names": list(cert_names)})["url"])
+
+    def close_listeners(self) -> None:
+        self._call("DELETE", "listeners")
 
     # -- paging -----------------------------------------------------------------------------------------
 

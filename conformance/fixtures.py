@@ -21,11 +21,12 @@ import pytest
 import yaml
 from pyVmomi import vim
 
+from conformance import credentials
 from conformance.contract import ComputeDriver, DriverConfig, DriverError
 from conformance.harness import Endpoint, SimulatorError, start_simulator
 from conformance.masking import add_secret
 from conformance.oracle import Oracle, OracleError
-from conformance.plugin import EVIDENCE, load_driver, setting, state, stop_run
+from conformance.plugin import EVIDENCE, LEAKS, load_driver, setting, state, stop_run
 from conformance.process_driver import ProcessDriver
 from conformance.topology import TopologyError, load_topology
 from conformance.watchdog import DriverHung, format_stack
@@ -244,7 +245,8 @@ def construct(driver_class: type[ComputeDriver], config: DriverConfig,
     The constructor runs in a thread of its own with a deadline (``timeout``, default CONSTRUCT_TIMEOUT_S):
     one that does not return makes the check an error showing where it hung, and the run goes on (the
     thread, a daemon, is left behind). A process driver (--driver-command) bounds its own start instead: past
-    the deadline it kills its process, so nothing is left behind, and the run ends with ERROR."""
+    the deadline it kills its process, so nothing is left behind, and the run ends with ERROR. Its password
+    joins the credential scan (SEC-03), and so do the exceptions of its constructor and contract methods."""
     add_secret(config.password)
     limit = CONSTRUCT_TIMEOUT_S if timeout is None else timeout
     box: dict[str, Any] = {}
@@ -276,12 +278,16 @@ def _constructed(box: dict[str, Any]) -> ComputeDriver:
     """The driver a constructor made, or what it raised: a DriverError as is, anything else as the check's
     failure in one line."""
     error = box.get("error")
+    scan = credentials.current_scan()
+    if error is not None and scan is not None:
+        scan.exception("an exception from the constructor", error)
     if isinstance(error, DriverError):
         raise error
     if error is not None:
         detail = f": {error}" if str(error) else ""
         pytest.fail(f"the driver's constructor raised {type(error).__name__}{detail}", pytrace=False)
     driver: ComputeDriver = box["driver"]
+    credentials.watch_driver(driver)
     return driver
 
 
@@ -344,6 +350,21 @@ def cleanup() -> Iterator[Cleanup]:
     c = Cleanup()
     yield c
     c.run()
+
+
+@pytest.fixture(autouse=True)
+def _credential_scan(request: pytest.FixtureRequest) -> Iterator[None]:
+    """SEC-03 in every check: log records and exceptions through the driver are scanned for the run's
+    passwords while the check runs; a leak fails the teardown, and the plugin reports it against SEC-03."""
+    if request.node.get_closest_marker("requirement") is None:
+        yield
+        return
+    with credentials.scanning() as scan:
+        yield
+        leaks = scan.finish()
+    if leaks:
+        request.node.stash[LEAKS] = [*request.node.stash.get(LEAKS, []), *leaks]
+        pytest.fail(f"SEC-03: a password appears in {'; '.join(leaks)}", pytrace=False)
 
 
 @pytest.fixture(autouse=True)

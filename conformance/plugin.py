@@ -44,7 +44,10 @@ from typing import Any, NoReturn
 import pytest
 import yaml
 
+from conformance import credentials
+from conformance.budgets import CALLS_PER_REFRESH
 from conformance.contract import CAPABILITIES, ComputeDriver
+from conformance.coverage import ROWS
 from conformance.drivers import REFERENCE_DRIVER, DriverLoadError, load_driver_class
 from conformance.harness import BACKENDS, REPO, Endpoint, running_endpoints
 from conformance.masking import add_secret, mask, scrub, secrets_known
@@ -61,7 +64,7 @@ from conformance.report import (
     write_html,
     write_json,
 )
-from conformance.requirements import MANDATORY, REQUIREMENTS
+from conformance.requirements import MANDATORY, PROFILES, REQUIREMENTS, level_in
 from conformance.topology import TopologyError, load_topology
 from conformance.watchdog import CheckTimeout, DriverHung, InfrastructureError, Watchdog
 
@@ -72,6 +75,7 @@ CHECKS_PACKAGE = "conformance.checks"
 ENV_KEY = "vcconform_env"
 EVIDENCE_KEY = "vcconform_evidence"
 CERTIFY_KEY = "vcconform_certify_refused"
+LEAKS_KEY = "vcconform_credential_leaks"  # where the credential scan found a password (SEC-03)
 ERROR_KEY = "vcconform_error"  # the check could not run to its end (time-out, hung constructor, dead simulator)
 FATAL_KEY = "vcconform_fatal"  # the run ends here (RunEnd as JSON)
 #: The words a switch (--certify's environment or ini twin) accepts; anything else is refused.
@@ -112,7 +116,10 @@ OPTIONS = [
            "seconds one check (set-up, call and teardown) may take; past it the check is an error showing "
            "where it hung, and the run goes on"),
     Option("--seed", None, "random seed for names and uuids the checks make (default: a new one, recorded)"),
-    Option("--eff-max-calls", "4", "EFF-01: most vCenter calls allowed for one full refresh, at any cluster count"),
+    Option("--eff-max-calls", str(CALLS_PER_REFRESH.base),
+           "EFF-01: most vCenter calls allowed for one full refresh, at any cluster count"),
+    Option("--profile", "standard", "verdict profile: 'standard', or 'scale' where the efficiency budgets are "
+                                    "mandatory (the report shows both verdicts)"),
     Option("--vcenter-url", None, "run against this existing vCenter (https://host/sdk) instead of the fake one"),
     Option("--vcenter-username", None, "user for --vcenter-url"),
     Option("--vcenter-password-env", "VCCONFORM_VCENTER_PASSWORD",
@@ -392,6 +399,9 @@ class _Session:
         self.environment: dict[str, Any] = {}  # filled by the vcenter fixture (in xdist: from the workers)
         self.report: dict[str, Any] | None = None
         self.certify = switch(config, "--certify")
+        self.profile = setting(config, "--profile") or "standard"
+        if self.profile not in PROFILES:
+            raise pytest.UsageError(f"--profile {self.profile!r}: expected one of {', '.join(PROFILES)}")
         self.check_timeout = float(setting(config, "--check-timeout") or 300)
         self.report_dir = setting(config, "--report-dir")
         self.fatal: RunEnd | None = None  # the run ends: a dead simulator, a late bad input
@@ -426,6 +436,10 @@ class _Session:
             for m in item.iter_markers("capability"):
                 if m.args[0] not in CAPABILITIES:
                     raise pytest.UsageError(f"{item.nodeid}: unknown capability {m.args[0]!r}")
+            for m in item.iter_markers("covers"):
+                for row in m.args:
+                    if row not in ROWS:
+                        raise pytest.UsageError(f"{item.nodeid}: covers unknown row {row!r} (conformance/coverage.py)")
             if ids:
                 self.collected.setdefault(check_key(item.nodeid), set()).add(item.nodeid)
             if ids and wanted and not wanted.intersection(ids):
@@ -572,13 +586,14 @@ class _Session:
             tail = f"\n{log_tail_title(self.fatal)}:\n{self.fatal.log_tail}" if self.fatal.log_tail else ""
             report.longrepr = self.fatal.reason + tail  # one line (and the log), not 2,000 lines of fallout
             item.session.shouldstop = self.fatal.reason
+        self._leaks(item, report)
         evidence = item.stash.get(EVIDENCE, None)
         if evidence:
             report.user_properties.append((EVIDENCE_KEY, json.dumps(evidence)))
         if self.environment and report.when == "setup":
             report.user_properties.append((ENV_KEY, json.dumps(self.environment)))
         if self.certify and report.skipped and report.when in ("setup", "call"):
-            mandatory = [r for r in requirement_ids(item) if REQUIREMENTS[r].level == MANDATORY]
+            mandatory = [r for r in requirement_ids(item) if level_in(REQUIREMENTS[r], self.profile) == MANDATORY]
             if mandatory:
                 report.outcome = "failed"
                 report.user_properties.append((CERTIFY_KEY, "1"))
@@ -586,6 +601,20 @@ class _Session:
                                    f"(it would have skipped: {_message_of_skip(report)})")
         _scrub_report(report)
         return report
+
+    @staticmethod
+    def _leaks(item: pytest.Item, report: pytest.TestReport) -> None:
+        """What the credential scan found (conformance/credentials.py), with what the check printed, travels
+        with the check's teardown report (before masking hides it)."""
+        printed = "\n".join(text for name, text in report.sections if name.startswith("Captured std"))
+        found: list[str] = item.stash.get(LEAKS, [])
+        leaks = list(found)
+        if printed and credentials.find(printed):
+            leaks.append(f"what the check printed ({report.when})")
+        if leaks and report.when == "teardown":
+            report.user_properties.append((LEAKS_KEY, json.dumps(leaks)))
+        elif leaks:
+            item.stash[LEAKS] = leaks
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -603,6 +632,13 @@ class _Session:
             self.environment = json.loads(str(props[ENV_KEY]))
         if FATAL_KEY in props and self.fatal is None:
             self.fatal = RunEnd(**json.loads(str(props[FATAL_KEY])))
+        if LEAKS_KEY in props:
+            # A leak is SEC-03's failure, whatever the check was for: a result of its own, not the check's.
+            scan, leaks = report.nodeid + "::credential-scan", "; ".join(json.loads(str(props[LEAKS_KEY])))
+            self.results[scan] = CheckResult(scan, ("SEC-03",), "failed",
+                                             f"SEC-03: during {report.nodeid} a password appears in {leaks}")
+            if report.when == "teardown" and report.failed and not props.get(ERROR_KEY):
+                return  # the teardown failed for the leak alone: the check itself stands as it was
         current = self.results.get(report.nodeid)
         if current is None:
             current = self.results[report.nodeid] = CheckResult(report.nodeid, rids, "error",
@@ -705,7 +741,8 @@ class _Session:
         driver = driver_description(cls) if cls else {}
         self.report = build_report(self.results.values(), versions=self.versions(), driver=driver,
                                    environment=self.environment, reproduce=self.reproduce(),
-                                   expected=self.expected(), certify=self.certify, ended=self.ended(session))
+                                   expected=self.expected(), certify=self.certify, ended=self.ended(session),
+                                   profile=self.profile)
         if self.report_dir:
             write_json(self.report, Path(self.report_dir))
             write_html(self.report, Path(self.report_dir))
@@ -727,7 +764,7 @@ class _Session:
     def reproduce(self) -> dict[str, Any]:
         """What a certification engineer needs to run this again and get the same checks."""
         args = [a for a in self.config.invocation_params.args if "password" not in a.lower()]
-        return {"seed": self.seed, "certify": self.certify, "arguments": args,
+        return {"seed": self.seed, "certify": self.certify, "profile": self.profile, "arguments": args,
                 "topologies": self.environment.get("topologies", {})}
 
     def close(self) -> None:
@@ -777,6 +814,7 @@ def _scrub_report(report: pytest.TestReport) -> None:
 
 
 EVIDENCE = pytest.StashKey[dict[str, Any]]()
+LEAKS = pytest.StashKey[list[str]]()  # where the credential scan found a password (conformance/credentials.py)
 _KEY = pytest.StashKey[_Session]()
 
 
@@ -830,6 +868,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(id): the requirement (e.g. NODE-01) a check verifies")
     config.addinivalue_line("markers", "capability(name): an optional check for drivers declaring it")
+    config.addinivalue_line("markers", "covers(*rows): the coverage rows (conformance/coverage.py) a check exercises")
     config.addinivalue_line("markers", "resets: the fake vCenter is reset to its topology after this check")
     config.addinivalue_line("markers", "needs_control: the check drives the fake vCenter's control API")
     get = lookup(config)

@@ -29,7 +29,7 @@ from typing import Any
 
 from conformance.budgets import BYTES_PER_REFRESH, BYTES_PER_SPAWN, CALLS_PER_REFRESH
 from conformance.masking import scrub
-from conformance.requirements import AREAS, MANDATORY, REQUIREMENTS
+from conformance.requirements import AREAS, MANDATORY, PROFILES, REQUIREMENTS, level_in
 
 __all__ = ["CONFORMANT", "ERROR", "EXIT_CODES", "INCOMPLETE", "NONCONFORMANT", "CheckResult", "ReportDirError",
            "RunEnd", "build_report", "check_key", "efficiency_html", "exit_code", "log_tail_title",
@@ -106,7 +106,7 @@ def _support(statuses: list[str]) -> str:
 def build_report(results: Iterable[CheckResult], *, versions: dict[str, str], driver: dict[str, Any],
                  environment: dict[str, Any], reproduce: dict[str, Any] | None = None,
                  expected: Mapping[str, tuple[tuple[str, ...], int]] | None = None, certify: bool = False,
-                 ended: RunEnd | None = None) -> dict[str, Any]:
+                 ended: RunEnd | None = None, profile: str = "standard") -> dict[str, Any]:
     """The report as a JSON-ready dict.
 
     ``expected`` is the catalogue: check key (``check_key``) -> (its requirement ids, how many items it has);
@@ -118,7 +118,9 @@ def build_report(results: Iterable[CheckResult], *, versions: dict[str, str], dr
     requirement failed, errored, skipped or was not run, or an optional one failed for a capability the
     driver declares; INCOMPLETE when a certification (``certify``) did not run every check; CONFORMANT
     otherwise. An optional requirement without a capability (EFF-01) shows in the matrix but does not decide
-    the verdict (in a certification it must still run).
+    the verdict (in a certification it must still run). Which requirements are mandatory depends on the
+    profile (conformance.requirements.PROFILES): the report holds the verdict of every profile, from the
+    same results, and names the one that decides (``profile``: verdict, reasons and exit code).
     """
     results = list(results)
     declared = {k for k, v in (driver.get("capabilities") or {}).items() if v}
@@ -135,50 +137,29 @@ def build_report(results: Iterable[CheckResult], *, versions: dict[str, str], dr
             for rid in rids:
                 missing_by_req.setdefault(rid, []).append(key)
     not_run_checks = sorted({k for keys in missing_by_req.values() for k in keys})
+    statuses = {rid: _requirement_status(outcomes, len(missing_by_req.get(rid, ())))
+                for rid, outcomes in per_req.items()}
+    verdicts = {p: _verdict(statuses, declared, p, ended=ended, certify=certify, not_run_checks=not_run_checks,
+                            ran_any=bool(results)) for p in PROFILES}
     requirements: list[dict[str, Any]] = []
-    reasons: list[str] = []
-    not_run: list[str] = []
-    for rid, outcomes in per_req.items():
+    for rid, status in statuses.items():
         req = REQUIREMENTS.get(rid)
-        level = req.level if req else "unknown"
-        status = _requirement_status(outcomes, len(missing_by_req.get(rid, ())))
-        requirements.append({"id": rid, "area": rid.split("-")[0], "level": level,
+        requirements.append({"id": rid, "area": rid.split("-")[0],
+                             "level": level_in(req, profile) if req else "unknown",
+                             "levels": {p: level_in(req, p) for p in PROFILES} if req else {},
                              "capability": req.capability if req else None,
                              "title": req.title if req else "", "status": status,
                              "not_run": missing_by_req.get(rid, [])})
-        if level == MANDATORY and status == "not run":
-            not_run.append(rid)
-        elif level == MANDATORY and status != "passed":
-            reasons.append(f"mandatory {rid} {status}")
-        elif req and req.capability in declared and status in ("failed", "error"):
-            reasons.append(f"{rid} {status} although the driver declares {req.capability}")
-    not_run_reason = []
-    if not_run:
-        not_run_reason.append(f"{len(not_run)} mandatory requirement{'s' if len(not_run) > 1 else ''} not run"
-                              + (f" ({', '.join(not_run)})" if len(not_run) <= 3 else ""))
-    if ended is not None and ended.kind in ("infrastructure", "crash", "driver"):
-        verdict = ERROR
-        reasons = [ended.reason] + ([f"{len(not_run_checks)} checks did not run"] if not_run_checks else [])
-    elif ended is not None:  # what ran before the end is worth knowing; what did not run, only if some did
-        verdict, reasons = INCOMPLETE, [ended.reason, *reasons, *(not_run_reason if results else [])]
-    elif reasons:
-        verdict, reasons = NONCONFORMANT, reasons + not_run_reason
-    elif certify and not_run_checks:
-        verdict = INCOMPLETE
-        reasons = [f"certification incomplete: {len(not_run_checks)} check{'s' if len(not_run_checks) > 1 else ''}"
-                   f" of the catalogue did not run ({', '.join(not_run_checks[:3])}"
-                   f"{', ...' if len(not_run_checks) > 3 else ''})"]
-    elif not_run_reason:
-        verdict, reasons = NONCONFORMANT, not_run_reason
-    else:
-        verdict = CONFORMANT
+    verdict, reasons = verdicts[profile]["verdict"], verdicts[profile]["reasons"]
     matrix = {area: {"title": title, "support": _support([r["status"] for r in requirements if r["area"] == area]),
                      "requirements": {r["id"]: r["status"] for r in requirements if r["area"] == area}}
               for area, title in AREAS.items()}
     return {
         "schema": REPORT_SCHEMA,
+        "profile": profile,
         "verdict": verdict,
         "reasons": reasons,
+        "verdicts": verdicts,
         "exit_code": exit_code(verdict, ended),
         "certify": certify,
         "ended": asdict(ended) if ended else None,
@@ -197,6 +178,43 @@ def build_report(results: Iterable[CheckResult], *, versions: dict[str, str], dr
             for r in results
         ],
     }
+
+
+def _verdict(statuses: dict[str, str], declared: set[str], profile: str, *, ended: RunEnd | None, certify: bool,
+             not_run_checks: list[str], ran_any: bool) -> dict[str, Any]:
+    """The verdict and its reasons with each requirement at its level in the profile (see build_report)."""
+    reasons: list[str] = []
+    not_run: list[str] = []
+    for rid, status in statuses.items():
+        req = REQUIREMENTS.get(rid)
+        level = level_in(req, profile) if req else "unknown"
+        if level == MANDATORY and status == "not run":
+            not_run.append(rid)
+        elif level == MANDATORY and status != "passed":
+            reasons.append(f"mandatory {rid} {status}")
+        elif req and req.capability in declared and status in ("failed", "error"):
+            reasons.append(f"{rid} {status} although the driver declares {req.capability}")
+    not_run_reason = []
+    if not_run:
+        not_run_reason.append(f"{len(not_run)} mandatory requirement{'s' if len(not_run) > 1 else ''} not run"
+                              + (f" ({', '.join(not_run)})" if len(not_run) <= 3 else ""))
+    if ended is not None and ended.kind in ("infrastructure", "crash", "driver"):
+        verdict = ERROR
+        reasons = [ended.reason] + ([f"{len(not_run_checks)} checks did not run"] if not_run_checks else [])
+    elif ended is not None:  # what ran before the end is worth knowing; what did not run, only if some did
+        verdict, reasons = INCOMPLETE, [ended.reason, *reasons, *(not_run_reason if ran_any else [])]
+    elif reasons:
+        verdict, reasons = NONCONFORMANT, reasons + not_run_reason
+    elif certify and not_run_checks:
+        verdict = INCOMPLETE
+        reasons = [f"certification incomplete: {len(not_run_checks)} check{'s' if len(not_run_checks) > 1 else ''}"
+                   f" of the catalogue did not run ({', '.join(not_run_checks[:3])}"
+                   f"{', ...' if len(not_run_checks) > 3 else ''})"]
+    elif not_run_reason:
+        verdict, reasons = NONCONFORMANT, not_run_reason
+    else:
+        verdict = CONFORMANT
+    return {"verdict": verdict, "reasons": reasons}
 
 
 def _efficiency(results: list[CheckResult]) -> dict[str, Any]:
@@ -283,10 +301,16 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if ended.get("log_tail"):
         lines.append(log_tail_title(RunEnd(**ended)) + ":")
         lines += ["  " + line for line in ended["log_tail"].splitlines()]
-    verdict = report["verdict"]
-    if report["reasons"]:
-        verdict += " (" + "; ".join(report["reasons"]) + ")"
-    lines.append(f"verdict: {verdict}")
+
+    def said(v: dict[str, Any]) -> str:
+        return str(v["verdict"]) + (" (" + "; ".join(v["reasons"]) + ")" if v["reasons"] else "")
+
+    profile = report.get("profile", "standard")
+    others = {p: v for p, v in report.get("verdicts", {}).items() if p != profile}
+    if others:
+        lines.append("other profiles: " + "; ".join(f"{p}: {said(v)}" for p, v in others.items()))
+    named = f" ({profile} profile)" if profile != "standard" else ""
+    lines.append(f"verdict{named}: {said(report)}")
     return lines
 
 
@@ -314,6 +338,12 @@ def render_html(report: dict[str, Any]) -> str:
              f"<div class='verdict {e(report['verdict'])}'>{e(report['verdict'])}</div>"]
     if report["reasons"]:
         parts.append("<ul>" + "".join(f"<li>{e(r)}</li>" for r in report["reasons"]) + "</ul>")
+    verdicts = report.get("verdicts", {})
+    if verdicts:
+        parts.append("<h2>Verdict by profile</h2><table><tr><th>profile</th><th>reasons</th><th>verdict</th></tr>")
+        parts += [row(e(p) + (" (this run's)" if p == report.get("profile") else ""), e("; ".join(v["reasons"])),
+                      e(v["verdict"]), cls=v["verdict"]) for p, v in verdicts.items()]
+        parts.append("</table>")
     ended = report.get("ended") or {}
     if ended.get("log_tail"):
         parts.append(f"<h2>{e(log_tail_title(RunEnd(**ended)).capitalize())}</h2><pre>{e(ended['log_tail'])}</pre>")
@@ -322,7 +352,7 @@ def render_html(report: dict[str, Any]) -> str:
     facts = {"driver": f"{drv.get('class', '?')} {drv.get('version', '')}",
              "declared capabilities": ", ".join(k for k, v in (drv.get("capabilities") or {}).items() if v) or "none",
              **report["versions"], "finished at": report["finished_at"],
-             "seed": str(report.get("reproduce", {}).get("seed", ""))}
+             "seed": str(report.get("reproduce", {}).get("seed", "")), "profile": str(report.get("profile", ""))}
     parts += [row(e(k), e(str(v))) for k, v in facts.items()] + ["</table>"]
     parts.append("<h2>Capability matrix</h2><table><tr><th>area</th><th>support</th><th>requirements</th></tr>")
     for area, m in report["capability_matrix"].items():

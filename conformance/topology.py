@@ -31,8 +31,11 @@ SCHEMA_VERSION = 1
 #: vCenter's own limit on the objects in one RetrievePropertiesEx answer; the rest follows a token.
 DEFAULT_PAGE_SIZE = 100
 CONNECTION_STATES = ("connected", "disconnected", "notResponding")
+DATASTORE_MAINTENANCE = ("normal", "enteringMaintenance", "inMaintenance")
+MIB = 1024 * 1024
 DATASTORE_TYPES = ("VMFS", "NFS", "NFS41", "vsan", "VVOL")
 HARDWARE_FIELDS = ("cpu_sockets", "cpu_cores", "cpu_threads", "cpu_mhz")
+MEMORY_FIELDS = ("memory_gb", "memory_mb", "memory_bytes")
 OVERHEAD_FIELDS = ("overhead_cpu_mhz", "overhead_memory_mb")
 COUNTER = re.compile(r"\{i(?::([^{}]*))?\}")  # {i} or {i:03d} in names that come with a count
 
@@ -55,6 +58,7 @@ class HostSpec:
     #: a connected host even when it runs no VM. None: the default (see default_overhead).
     overhead_cpu_mhz: int | None = None
     overhead_memory_mb: int | None = None
+    memory_bytes: int = 0  # the exact size when it is not whole MiB (memory_mb is then its floor); 0: memory_mb
 
     def __post_init__(self) -> None:
         cpu, memory = default_overhead(self.cpu_cores, self.cpu_mhz, self.memory_mb)
@@ -62,6 +66,11 @@ class HostSpec:
             object.__setattr__(self, "overhead_cpu_mhz", cpu)
         if self.overhead_memory_mb is None:
             object.__setattr__(self, "overhead_memory_mb", memory)
+
+    @property
+    def memory_size(self) -> int:
+        """The host's memory in bytes (summary.hardware.memorySize)."""
+        return self.memory_bytes or self.memory_mb * MIB
 
 
 def default_overhead(cores: int, mhz: int, memory_mb: int) -> tuple[int, int]:
@@ -75,6 +84,7 @@ class ClusterSpec:
     name: str
     hosts: tuple[HostSpec, ...]
     folder: tuple[str, ...] = ()  # folders between the datacenter's host folder and the cluster
+    resource_pools: tuple[str, ...] = ()  # pool paths below the root pool ("nova", "tenants/nova")
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,8 @@ class DatastoreSpec:
     capacity_mb: int
     free_mb: int
     hosts: tuple[str, ...]
+    accessible: bool = True
+    maintenance: str = "normal"  # summary.maintenanceMode: normal, enteringMaintenance, inMaintenance
 
 
 @dataclass(frozen=True)
@@ -250,16 +262,21 @@ class _Parser:
         return Topology(name, self.source, tuple(dcs), page_size=page_size)
 
     def hardware(self, raw: Any, where: str, *, need_all: bool) -> dict[str, int]:
-        optional = (*HARDWARE_FIELDS, "memory_gb", "memory_mb", *OVERHEAD_FIELDS)
+        optional = (*HARDWARE_FIELDS, *MEMORY_FIELDS, *OVERHEAD_FIELDS)
         m = self.mapping(raw, where, (), optional)
         hw = {k: self.integer(m[k], f"{where}.{k}") for k in HARDWARE_FIELDS if k in m}
         hw.update({k: self.integer(m[k], f"{where}.{k}", minimum=0) for k in OVERHEAD_FIELDS if k in m})
-        if "memory_gb" in m and "memory_mb" in m:
-            raise self.fail(f"{where}.memory_mb", "either memory_gb or memory_mb, not both", show_got=False)
+        given = [k for k in MEMORY_FIELDS if k in m]
+        if len(given) > 1:
+            raise self.fail(f"{where}.{given[1]}", "one of memory_gb, memory_mb or memory_bytes, not several",
+                            show_got=False)
         if "memory_gb" in m:
             hw["memory_mb"] = self.integer(m["memory_gb"], f"{where}.memory_gb") * 1024
         elif "memory_mb" in m:
             hw["memory_mb"] = self.integer(m["memory_mb"], f"{where}.memory_mb")
+        elif "memory_bytes" in m:
+            exact = self.integer(m["memory_bytes"], f"{where}.memory_bytes", minimum=MIB)
+            hw["memory_mb"], hw["memory_bytes"] = exact // MIB, exact
         if need_all:
             for k in (*HARDWARE_FIELDS, "memory_mb"):
                 if k not in hw:
@@ -282,7 +299,7 @@ class _Parser:
         for i, entry in enumerate(self.seq(raw, where)):
             w = f"{where}[{i}]"
             m = self.mapping(entry, w, (), ("name", "profile", "count", "connection_state", "maintenance",
-                                            *HARDWARE_FIELDS, "memory_gb", "memory_mb", *OVERHEAD_FIELDS))
+                                            *HARDWARE_FIELDS, *MEMORY_FIELDS, *OVERHEAD_FIELDS))
             count = self.integer(m.get("count", 1), f"{w}.count")
             if "name" in m and count != 1:
                 raise self.fail(f"{w}.name", "no name when count is given (names are generated)",
@@ -293,12 +310,14 @@ class _Parser:
                     known = ", ".join(self.profiles) or "none defined"
                     raise self.fail(f"{w}.profile", f"a profile from host_profiles ({known})", m["profile"])
                 hw.update(self.profiles[m["profile"]])
-            own = {k: v for k, v in m.items() if k in (*HARDWARE_FIELDS, "memory_gb", "memory_mb", *OVERHEAD_FIELDS)}
+            own = {k: v for k, v in m.items() if k in (*HARDWARE_FIELDS, *MEMORY_FIELDS, *OVERHEAD_FIELDS)}
             if own:
-                if "memory_gb" in own or "memory_mb" in own:
+                if any(k in own for k in MEMORY_FIELDS):
                     hw.pop("memory_mb", None)
+                    hw.pop("memory_bytes", None)
                 hw.update(self.hardware(own, w, need_all=False))
-            hw = self.hardware(hw, w, need_all=True)
+            exact = hw.pop("memory_bytes", 0)  # checked above; memory_mb is its floor
+            hw = {**self.hardware(hw, w, need_all=True), **({"memory_bytes": exact} if exact else {})}
             state = self.choice(m.get("connection_state", "connected"), f"{w}.connection_state",
                                 CONNECTION_STATES)
             maint = self.boolean(m.get("maintenance", False), f"{w}.maintenance")
@@ -318,12 +337,13 @@ class _Parser:
         taken: dict[tuple[str, ...], dict[str, str]] = {}  # host folder path -> name -> kind
         for i, entry in enumerate(self.seq(m.get("clusters"), f"{where}.clusters")):
             w = f"{where}.clusters[{i}]"
-            c = self.mapping(entry, w, ("name",), ("hosts", "count", "folder"))
+            c = self.mapping(entry, w, ("name",), ("hosts", "count", "folder", "resource_pools"))
             count = self.integer(c.get("count", 1), f"{w}.count")
             pattern = self.name(c["name"], f"{w}.name")
             if count > 1 and not COUNTER.search(pattern):
                 raise self.fail(f"{w}.name", "a name containing {i} when count is given", pattern)
             folder = self.folder(c.get("folder"), f"{w}.folder")
+            pools = self.pools(c.get("resource_pools"), f"{w}.resource_pools")
             for depth, part in enumerate(folder):
                 self.place(taken, folder[:depth], part, "folder", f"{w}.folder")
             for n in range(count):
@@ -331,7 +351,8 @@ class _Parser:
                 if any(x.name == cname for x in clusters):
                     raise self.fail(f"{w}.name", "a cluster name not used twice in one datacenter", cname)
                 self.place(taken, folder, cname, "cluster", f"{w}.name")
-                clusters.append(ClusterSpec(cname, tuple(self.hosts(c.get("hosts"), f"{w}.hosts", cname)), folder))
+                clusters.append(ClusterSpec(cname, tuple(self.hosts(c.get("hosts"), f"{w}.hosts", cname)), folder,
+                                            pools))
         standalone = self.hosts(m.get("standalone_hosts"), f"{where}.standalone_hosts", dc)
         for i, h in enumerate(standalone):
             self.place(taken, (), h.name, "host", f"{where}.standalone_hosts[{i}].name")
@@ -340,7 +361,8 @@ class _Parser:
         datastores: list[DatastoreSpec] = []
         for i, entry in enumerate(self.seq(m.get("datastores"), f"{where}.datastores")):
             w = f"{where}.datastores[{i}]"
-            d = self.mapping(entry, w, ("name", "capacity_gb", "mounted_by"), ("type", "free_gb", "count"))
+            d = self.mapping(entry, w, ("name", "capacity_gb", "mounted_by"),
+                             ("type", "free_gb", "count", "accessible", "maintenance"))
             count = self.integer(d.get("count", 1), f"{w}.count")
             pattern = self.name(d["name"], f"{w}.name")
             if count > 1 and not COUNTER.search(pattern):
@@ -350,6 +372,8 @@ class _Parser:
             if free > cap:
                 raise self.fail(f"{w}.free_gb", f"at most capacity_gb ({cap})", free)
             kind = self.choice(d.get("type", "VMFS"), f"{w}.type", DATASTORE_TYPES)
+            accessible = self.boolean(d.get("accessible", True), f"{w}.accessible")
+            ds_maintenance = self.choice(d.get("maintenance", "normal"), f"{w}.maintenance", DATASTORE_MAINTENANCE)
             mb = self.mapping(d["mounted_by"], f"{w}.mounted_by", (), ("clusters", "hosts"))
             raw_clusters = self.seq(mb.get("clusters"), f"{w}.mounted_by.clusters")
             raw_hosts = self.seq(mb.get("hosts"), f"{w}.mounted_by.hosts")
@@ -368,8 +392,19 @@ class _Parser:
                     hosts += self.matching(self.expand(self.name(raw_h, hw), n, hw), sorted(in_dc), hw,
                                            f"a host of datacenter {dc}")
                 datastores.append(DatastoreSpec(name=name, type=kind, capacity_mb=cap * 1024, free_mb=free * 1024,
-                                                hosts=tuple(dict.fromkeys(hosts))))
+                                                hosts=tuple(dict.fromkeys(hosts)), accessible=accessible,
+                                                maintenance=ds_maintenance))
         return DatacenterSpec(dc, tuple(clusters), tuple(standalone), tuple(datastores), dc_folder)
+
+    def pools(self, value: Any, where: str) -> tuple[str, ...]:
+        """Resource pool paths below a cluster's root pool, such as ``nova`` or ``tenants/nova``."""
+        out: list[str] = []
+        for i, raw in enumerate(self.seq(value, where)):
+            path = "/".join(self.folder(raw, f"{where}[{i}]"))
+            if path in out:
+                raise self.fail(f"{where}[{i}]", "a pool path not listed twice", raw)
+            out.append(path)
+        return tuple(out)
 
     def matching(self, pattern: str, names: list[str], where: str, expected: str) -> list[str]:
         """The names a mount entry means: itself, or every name a glob (``C*``) matches; never none."""

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from conformance.contract import AuthenticationFailed, DriverConfig, Instance
+from conformance.contract import AuthenticationFailed, DriverConfig, Instance, NodeNotFound, Resources
 from driver_under_test.reference import ReferenceDriver
 
 #: Where a driver appends what a test must see: the simulator pids it touched, the passwords it was given.
@@ -75,6 +75,21 @@ class RaisesInConstructor(ReferenceDriver):
 
 class NotADriver:
     """Has none of the contract's methods."""
+
+
+class LeaksItsPassword(ReferenceDriver):
+    """Right in every figure, but puts its password in a log line, on stdout and in an error text."""
+
+    def get_available_nodes(self, refresh: bool = False) -> list[str]:
+        logging.getLogger("leaky").warning("refreshing as %s:%s", self.config.username, self.config.password)
+        print(f"password={self.config.password}")
+        return super().get_available_nodes(refresh)
+
+    def get_available_resource(self, nodename: str) -> Resources:
+        try:
+            return super().get_available_resource(nodename)
+        except NodeNotFound:
+            raise NodeNotFound(f"{nodename} (asked with password {self.config.password})") from None
 
 
 class KillsItsWorker(ReferenceDriver):

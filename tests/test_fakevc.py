@@ -108,7 +108,7 @@ def test_heterogeneous_topology_is_built_as_written(si: Any, hetero: Endpoint) -
             pc.TraversalSpec(name="v", path="view", skip=False, type=vim.view.ContainerView)])],
         propSet=[pc.PropertySpec(type=vim.ClusterComputeResource, pathSet=["summary"])])
     summaries = content.propertyCollector.RetrieveContents([spec])
-    assert len(summaries) == 5
+    assert len(summaries) == 6
     spare = cluster(si, "/europe/DC-EU/host/spare").summary
     assert spare.numHosts == 0 and spare.overallStatus == "green"
     prod = clusters[EU_PROD].summary  # 5 hosts; only h0-h2 are connected and outside maintenance mode

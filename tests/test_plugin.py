@@ -83,3 +83,36 @@ def test_checks_pass_in_reverse_order(tmp_path: Path) -> None:
     """Each check starts from a clean inventory or cleans up after itself, so order does not matter."""
     _, report, _ = run(tmp_path, "-p", "tests.reverse_order")
     assert report["verdict"] == "CONFORMANT", [c for c in report["checks"] if c["outcome"] != "passed"]
+
+
+def test_a_leak_in_any_check_is_sec_03s_failure_and_never_reaches_a_file(tmp_path: Path) -> None:
+    """The credential scan runs in every check: a driver that logs, prints or raises its password passes
+    NODE-01 and RES-04 on their own terms, fails SEC-03, and the password is redacted everywhere."""
+    with running_simulator(STANDARD) as sim:
+        inventory = tmp_path / "inventory.yaml"
+        inventory.write_text("clusters:\n" + "".join(f"  - {p}\n" for p in sim.topology.cluster_paths()))
+        code, report, out = run(tmp_path, "--driver", "tests.broken_drivers:LeaksItsPassword",
+                                "--vcenter-url", sim.url, "--vcenter-username", sim.username,
+                                "--vcenter-ca-file", str(sim.ca_file), "--vcenter-inventory", str(inventory),
+                                "--requirement", "NODE-01", "--requirement", "RES-04",
+                                env={"VCCONFORM_VCENTER_PASSWORD": sim.password})
+        password = sim.password
+    own = {c["check"].split("::", 1)[1]: c["outcome"] for c in report["checks"] if "SEC-03" not in c["requirements"]}
+    assert own["test_one_node_per_managed_cluster"] == own["test_unknown_node_raises_node_not_found"] == "passed"
+    leaks = [c for c in report["checks"] if c["check"].endswith("::credential-scan")]
+    assert leaks and all(c["outcome"] == "failed" and c["requirements"] == ["SEC-03"] for c in leaks), leaks
+    message = " ".join(c["message"] for c in leaks)
+    assert "WARNING log record of leaky" in message and "printed" in message and "get_available_resource" in message
+    assert {r["id"]: r["status"] for r in report["requirements"]}["SEC-03"] == "failed" and code == 1
+    for name in ("report.json", "report.html", "junit.xml"):
+        assert password not in (tmp_path / name).read_text(), f"the password is in {name}"
+    assert password not in out
+
+
+def test_an_unknown_profile_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "conformance.cli", "run", "--report-dir", str(tmp_path),
+                           "--requirement", "NODE-01"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "VCCONFORM_PROFILE": "huge"})
+    assert done.returncode == 4
+    assert "--profile 'huge': expected one of standard, scale" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr + done.stdout

@@ -62,7 +62,24 @@ def test_report_is_written_as_json_and_summarized(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["verdict"] == CONFORMANT
     lines = summary_lines(r)
     assert lines[-1] == "verdict: CONFORMANT"
-    assert len(lines) == len(REQUIREMENTS) + 3  # header, one per requirement, areas, verdict
+    assert len(lines) == len(REQUIREMENTS) + 4  # header, one per requirement, areas, other profiles, verdict
+
+
+def test_both_profiles_are_judged_from_the_same_results() -> None:
+    """EFF requirements are reported in the standard profile and mandatory in the scale profile."""
+    results = all_passed()
+    eff = next(r for r in results if r.requirements[0].startswith("EFF-"))
+    eff.outcome, eff.message = "failed", "calls per refresh {'1': 1, '10': 10, '100': 100}"
+    standard = report(results)
+    assert standard["verdict"] == CONFORMANT and standard["profile"] == "standard"
+    assert standard["verdicts"]["scale"] == {"verdict": NONCONFORMANT,
+                                             "reasons": [f"mandatory {eff.requirements[0]} failed"]}
+    scale = build_report(results, versions={}, driver={}, environment={}, profile="scale")
+    assert scale["verdict"] == NONCONFORMANT and scale["verdicts"]["standard"]["verdict"] == CONFORMANT
+    levels = {r["id"]: r for r in scale["requirements"]}[eff.requirements[0]]
+    assert (levels["level"], levels["levels"]) == ("mandatory", {"standard": "optional", "scale": "mandatory"})
+    lines = summary_lines(scale)
+    assert lines[-1].startswith("verdict (scale profile): NONCONFORMANT") and "standard: CONFORMANT" in lines[-2]
 
 
 # -- issue 8: the verdict against the whole catalogue, how the run ended, exit codes, the report dir ------

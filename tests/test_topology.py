@@ -58,6 +58,22 @@ def test_counts_expand_to_named_clusters_and_hosts(tmp_path: Path) -> None:
     assert '"cpu_threads": 4' in topo.to_json()
 
 
+def test_exact_memory_pools_and_datastore_states_load(tmp_path: Path) -> None:
+    """Exact memory sizes, child resource pools and datastore states reach the simulator's JSON."""
+    text = (GOOD.replace("{profile: p, count: 2}", "{profile: p, count: 2, memory_bytes: 8590983168}")
+            .replace("name: C{i}", "name: C{i}\n        resource_pools: [nova, tenants/nova]")
+            .replace("capacity_gb: 10", "capacity_gb: 10, accessible: false, maintenance: enteringMaintenance"))
+    topo = load_topology(write(tmp_path, text))
+    (dc,) = topo.datacenters
+    host = dc.clusters[0].hosts[0]
+    assert (host.memory_mb, host.memory_bytes, host.memory_size) == (8193, 8590983168, 8590983168)
+    assert dc.clusters[0].resource_pools == ("nova", "tenants/nova")
+    assert (dc.datastores[0].accessible, dc.datastores[0].maintenance) == (False, "enteringMaintenance")
+    plain = load_topology(write(tmp_path, GOOD)).datacenters[0]
+    assert plain.clusters[0].hosts[0].memory_size == 8 << 30
+    assert (plain.datastores[0].accessible, plain.datastores[0].maintenance) == (True, "normal")
+
+
 @pytest.mark.parametrize(("change", "field", "expected"), [
     (("name: t", "nme: t"), "nme", "one of the fields"),
     (("version: 1", "version: 2"), "version", "expected 1"),
@@ -69,7 +85,15 @@ def test_counts_expand_to_named_clusters_and_hosts(tmp_path: Path) -> None:
     (("name: C{i}", "name: C"), "clusters[0].name", "containing {i}"),
     (("name: DC0", "name: DC/0"), "datacenters[0].name", "without '/'"),
     (("    datastores:", "    datastores: 5\n    x:"), "datacenters[0].x", "one of the fields"),
-    (("memory_gb: 8", "memory_gb: 8, memory_mb: 8"), "memory_mb", "not both"),
+    (("memory_gb: 8", "memory_gb: 8, memory_mb: 8"), "memory_mb", "not several"),
+    (("{profile: p, count: 2}", "{profile: p, count: 2, memory_bytes: 1000}"), "hosts[0].memory_bytes",
+     ">= 1048576"),
+    (("name: C{i}", "name: C{i}\n        resource_pools: [a//b]"), "clusters[0].resource_pools[0]",
+     "without empty names"),
+    (("name: C{i}", "name: C{i}\n        resource_pools: [a, a]"), "clusters[0].resource_pools[1]", "not listed twice"),
+    (("capacity_gb: 10", "capacity_gb: 10, maintenance: napping"), "datastores[0].maintenance",
+     "one of normal, enteringMaintenance, inMaintenance"),
+    (("capacity_gb: 10", "capacity_gb: 10, accessible: 1"), "datastores[0].accessible", "true or false"),
     (("{profile: p, count: 2}", "{profile: p, count: 0}"), "hosts[0].count", ">= 1"),
 ])
 def test_a_mistake_is_one_line_naming_file_and_field(tmp_path: Path, change: tuple[str, str], field: str,

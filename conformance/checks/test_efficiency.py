@@ -109,6 +109,7 @@ def _record(evidence: dict[str, Any], sizes: dict[str, Any]) -> None:
 
 
 @pytest.mark.requirement("EFF-01")
+@pytest.mark.covers("method.get_available_nodes:refresh", "method.get_available_resource:node")
 def test_calls_per_refresh_do_not_grow_with_clusters(driver_class: type[ComputeDriver], site: Site,
                                                      pytestconfig: pytest.Config, evidence: dict[str, Any]) -> None:
     sizes = measured(driver_class, site, pytestconfig)

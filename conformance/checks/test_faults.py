@@ -4,35 +4,43 @@ driven through the fake vCenter's control API."""
 from __future__ import annotations
 
 import contextlib
+import socket
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from conformance.checks.common import assert_figures, figure_problems
-from conformance.contract import ComputeDriver, Instance, VCenterUnavailable
+from conformance.contract import ComputeDriver, DriverError, Instance, VCenterUnavailable
 from conformance.fixtures import Cleanup
 from conformance.oracle import Oracle
+
+Make = Callable[..., ComputeDriver]
 
 pytestmark = pytest.mark.needs_control
 
 
 @pytest.mark.requirement("FAULT-01")
 @pytest.mark.resets
+@pytest.mark.covers("vcenter:session-expired")
 def test_expired_session_is_replaced(driver: ComputeDriver, oracle: Oracle, control: Any) -> None:
+    """The session ends twice: a driver must log in again every time, not once per lifetime."""
     before = sorted(driver.get_available_nodes(refresh=True))
-    expired = control.expire_sessions()
-    assert expired >= 1, "the control API ended no session: nothing to test"
-    try:
-        after = sorted(driver.get_available_nodes(refresh=True))
-    except Exception as e:
-        pytest.fail(f"after its session expired, refresh raised {type(e).__name__}: {e}; required a "
-                    "transparent re-login", pytrace=False)
-    assert after == before, f"after re-login the nodes are {after}; required {before}"
-    assert_figures(driver, oracle, when="after re-login")
+    for time_ in ("once", "a second time"):
+        expired = control.expire_sessions()
+        assert expired >= 1, "the control API ended no session: nothing to test"
+        try:
+            after = sorted(driver.get_available_nodes(refresh=True))
+        except Exception as e:
+            pytest.fail(f"after its session expired {time_}, refresh raised {type(e).__name__}: {e}; required a "
+                        "transparent re-login", pytrace=False)
+        assert after == before, f"after re-login ({time_}) the nodes are {after}; required {before}"
+        assert_figures(driver, oracle, when=f"after re-login ({time_})")
 
 
 @pytest.mark.requirement("FAULT-02")
 @pytest.mark.resets
+@pytest.mark.covers("vcenter:transient-fault", "vcenter:persistent-fault")
 def test_faults_never_give_wrong_figures(driver: ComputeDriver, oracle: Oracle, control: Any) -> None:
     nodes = driver.get_available_nodes(refresh=True)
     inv = oracle.inventory()  # faults hit every session: the oracle reads before they are injected
@@ -65,6 +73,7 @@ def test_faults_never_give_wrong_figures(driver: ComputeDriver, oracle: Oracle, 
 
 @pytest.mark.requirement("FAULT-03")
 @pytest.mark.resets
+@pytest.mark.covers("vcenter:slow")
 def test_latency_is_tolerated(driver: ComputeDriver, oracle: Oracle, control: Any, cleanup: Cleanup,
                               new_uuid: Any) -> None:
     control.set_latency("*", 300)
@@ -79,8 +88,16 @@ def test_latency_is_tolerated(driver: ComputeDriver, oracle: Oracle, control: An
 
 @pytest.mark.requirement("FAULT-04")
 @pytest.mark.resets
+@pytest.mark.covers("vcenter:restarted")
 def test_driver_recovers_from_a_vcenter_restart(driver: ComputeDriver, oracle: Oracle, control: Any) -> None:
+    """Before the restart a host is in maintenance mode; the restart brings the inventory back as loaded (the
+    host out of maintenance), so figures kept from before the restart are wrong figures."""
     before = sorted(driver.get_available_nodes(refresh=True))
+    inv = oracle.inventory()
+    host = next((h for p in driver.config.clusters if (c := inv.cluster(p)) for h in c.hosts if h.schedulable), None)
+    if host is not None:
+        control.set_host(host.moref, maintenance=True)
+        assert_figures(driver, oracle, when=f"with {host.name} in maintenance mode, before the restart")
     control.reset()  # a restart: every session ends, the inventory is as loaded
     try:
         after = sorted(driver.get_available_nodes(refresh=True))
@@ -88,4 +105,25 @@ def test_driver_recovers_from_a_vcenter_restart(driver: ComputeDriver, oracle: O
         pytest.fail(f"after a vCenter restart, refresh raised {type(e).__name__}: {e}; required recovery",
                     pytrace=False)
     assert after == before, f"after a vCenter restart the nodes are {after}; required {before}"
-    assert_figures(driver, oracle, when="after a vCenter restart")
+    assert_figures(driver, oracle, when="after a vCenter restart" + (
+        f" (which brought {host.name} back out of maintenance mode)" if host is not None else ""))
+
+
+@pytest.mark.requirement("FAULT-02")
+@pytest.mark.covers("vcenter:unreachable", "method.__init__:refused")
+def test_unreachable_vcenter_is_vcenter_unavailable(make_driver: Make) -> None:
+    """Nothing listens at the URL (127.0.0.1, a closed port): VCenterUnavailable from the constructor or the
+    first refresh; never nodes, never a raw socket error."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: a port nothing listens on
+    url = f"https://127.0.0.1:{port}/sdk"
+    try:
+        got = make_driver(url=url).get_available_nodes(refresh=True)
+    except VCenterUnavailable:
+        return
+    except DriverError as e:
+        pytest.fail(f"with nothing listening at {url} the driver raised {type(e).__name__} ({e}); required "
+                    "VCenterUnavailable", pytrace=False)
+    pytest.fail(f"with nothing listening at {url} the driver reported nodes {got}; required VCenterUnavailable",
+                pytrace=False)

@@ -18,6 +18,9 @@ Make = Callable[..., ComputeDriver]
 
 
 @pytest.mark.requirement("NODE-01")
+@pytest.mark.covers("config.url:https", "config.username:valid", "config.password:valid", "config.clusters:by-path",
+                    "config.ca_file:set", "config.insecure:false", "method.__init__:connects",
+                    "method.get_available_nodes:refresh")
 def test_one_node_per_managed_cluster(driver: ComputeDriver, oracle: Oracle) -> None:
     expected = oracle.inventory().expected_nodes(driver.config.clusters)
     assert expected, "the site has no managed cluster: this check needs at least one"
@@ -27,6 +30,7 @@ def test_one_node_per_managed_cluster(driver: ComputeDriver, oracle: Oracle) -> 
 
 
 @pytest.mark.requirement("NODE-01")
+@pytest.mark.covers("config.clusters:in-folders", "cluster:empty")
 def test_one_node_per_cluster_on_the_heterogeneous_topology(make_driver: Make, hetero: Site) -> None:
     driver = make_driver(site_=hetero)
     expected = hetero.oracle.inventory().expected_nodes(driver.config.clusters)
@@ -34,20 +38,40 @@ def test_one_node_per_cluster_on_the_heterogeneous_topology(make_driver: Make, h
     assert not problems, "heterogeneous topology (folders, empty and same-named clusters): " + "; ".join(problems)
 
 
-@pytest.mark.requirement("NODE-02")
-def test_standalone_hosts_and_pools_are_never_nodes(make_driver: Make, oracle: Oracle, site: Site) -> None:
+@pytest.mark.requirement("NODE-01")
+@pytest.mark.covers("config.clusters:same-cluster-twice", "config.clusters:by-moref")
+def test_a_cluster_named_twice_is_one_node(make_driver: Make, oracle: Oracle, site: Site) -> None:
+    """A cluster named by its path and by its moref (a configuration grown by hand) is still one node."""
     inv = oracle.inventory()
-    named = [ref for h in inv.standalone_hosts.values() for ref in (h.parent_path, h.parent)]
-    named += [ref for moref, path in sorted(inv.pools.items()) for ref in (path, moref)][:4]
-    if not named:
-        pytest.skip("the site has neither standalone hosts nor resource pools to name")
-    driver = make_driver(clusters=(*site.clusters, *named))
+    twice = inv.by_path(site.clusters[0])
+    driver = make_driver(clusters=(twice.moref, *site.clusters, twice.path))
     problems = node_set_problems(driver.get_available_nodes(refresh=True), inv.expected_nodes(site.clusters))
+    assert not problems, (f"{twice.path} is configured by moref ({twice.moref}) and by path, twice: "
+                          + "; ".join(problems))
+
+
+@pytest.mark.requirement("NODE-02")
+@pytest.mark.covers("config.clusters:standalone-host", "config.clusters:resource-pool")
+def test_standalone_hosts_and_pools_are_never_nodes(make_driver: Make, oracle: Oracle, site: Site) -> None:
+    """The pools named are those of a cluster the driver does not manage otherwise (where a driver that takes
+    a pool for its cluster adds a node), the root pool and child pools, by path and by moref."""
+    inv = oracle.inventory()
+    clusters = [inv.by_path(p) for p in site.clusters if inv.cluster(p)]
+    if len(clusters) < 2:
+        pytest.skip("needs two managed clusters (one whose pools are named instead of it)")
+    given = max(clusters, key=lambda c: (sum(p.startswith(c.path + "/") for p in inv.pools.values()), c.path))
+    kept = tuple(c.path for c in clusters if c.moref != given.moref)
+    named = [ref for h in inv.standalone_hosts.values() for ref in (h.parent_path, h.parent)]
+    named += [ref for moref, path in sorted(inv.pools.items()) if path.startswith(given.path + "/")
+              for ref in (path, moref)]
+    driver = make_driver(clusters=(*kept, *named))
+    problems = node_set_problems(driver.get_available_nodes(refresh=True), inv.expected_nodes(kept))
     assert not problems, ("standalone hosts and resource pools must never be nodes, even when the "
                           f"configuration names them ({', '.join(named)}): " + "; ".join(problems))
 
 
 @pytest.mark.requirement("NODE-03")
+@pytest.mark.covers("config.clusters:by-moref", "cluster:renamed", "method.close:called")
 def test_names_survive_a_driver_restart_and_a_cluster_rename(make_driver: Make, oracle: Oracle,
                                                              cleanup: Cleanup) -> None:
     inv = oracle.inventory()
@@ -68,6 +92,7 @@ def test_names_survive_a_driver_restart_and_a_cluster_rename(make_driver: Make, 
 
 @pytest.mark.requirement("NODE-03")
 @pytest.mark.resets
+@pytest.mark.covers("vcenter:restarted")
 def test_names_survive_a_vcenter_restart(driver: ComputeDriver, control: Any) -> None:
     before = sorted(driver.get_available_nodes(refresh=True))
     control.reset()  # a restart: sessions end, the inventory is as loaded
@@ -76,6 +101,7 @@ def test_names_survive_a_vcenter_restart(driver: ComputeDriver, control: Any) ->
 
 
 @pytest.mark.requirement("NODE-04")
+@pytest.mark.covers("config.clusters:same-name-two-datacenters")
 def test_same_named_clusters_in_two_datacenters_are_two_nodes(make_driver: Make, oracle: Oracle,
                                                               scratch_datacenter: str, cleanup: Cleanup,
                                                               new_uuid: Callable[[], str]) -> None:
@@ -95,6 +121,7 @@ def test_same_named_clusters_in_two_datacenters_are_two_nodes(make_driver: Make,
 
 
 @pytest.mark.requirement("NODE-05")
+@pytest.mark.covers("config.clusters:missing")
 def test_missing_cluster_is_left_out_with_a_warning(make_driver: Make, oracle: Oracle, site: Site,
                                                     caplog: pytest.LogCaptureFixture,
                                                     new_uuid: Callable[[], str]) -> None:
@@ -109,6 +136,7 @@ def test_missing_cluster_is_left_out_with_a_warning(make_driver: Make, oracle: O
 
 
 @pytest.mark.requirement("NODE-06")
+@pytest.mark.covers("config.service_id:distinct")
 def test_two_services_split_the_clusters(make_driver: Make, oracle: Oracle, site: Site) -> None:
     if len(site.clusters) < 2:
         pytest.skip("needs at least two managed clusters")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -110,6 +111,11 @@ func (b *builder) datacenter(root *simulator.Folder, spec Datacenter) error {
 			hosts[hs.Name] = h
 		}
 		b.environmentBrowser(*cl.EnvironmentBrowser, cl.Host)
+		for _, path := range cs.ResourcePools {
+			if err := b.resourcePool(cl, path); err != nil {
+				return fmt.Errorf("cluster %q: resource pool %q: %w", cs.Name, path, err)
+			}
+		}
 	}
 	for _, hs := range spec.StandaloneHosts {
 		hosts[hs.Name] = b.standalone(hostFolder, hs, network)
@@ -304,8 +310,8 @@ func (b *builder) datastore(dc *simulator.Datacenter, spec Datastore, hosts map[
 		}}
 	}
 	ds.Summary.Type = spec.Type
-	ds.Summary.MaintenanceMode = string(types.DatastoreSummaryMaintenanceModeStateNormal)
-	ds.Summary.Accessible = true
+	ds.Summary.MaintenanceMode = spec.maintenanceMode()
+	ds.Summary.Accessible = spec.accessible()
 	ds.Summary.Name = spec.Name
 	ds.Summary.Url = dir
 	ds.Summary.MultipleHostAccess = types.NewBool(len(spec.Hosts) > 1)
@@ -323,7 +329,7 @@ func (b *builder) datastore(dc *simulator.Datacenter, spec Datastore, hosts map[
 		h := hosts[name]
 		ds.Host = append(ds.Host, types.DatastoreHostMount{Key: h.Self, MountInfo: types.HostMountInfo{
 			Path: dir, AccessMode: string(types.HostMountModeReadWrite),
-			Mounted: types.NewBool(true), Accessible: types.NewBool(true),
+			Mounted: types.NewBool(true), Accessible: types.NewBool(spec.accessible()),
 		}})
 		dss := b.reg.Get(*h.ConfigManager.DatastoreSystem).(*simulator.HostDatastoreSystem)
 		dss.Datastore = append(dss.Datastore, ds.Self)
@@ -339,6 +345,30 @@ func (b *builder) datastore(dc *simulator.Datacenter, spec Datastore, hosts map[
 	browser := &simulator.HostDatastoreBrowser{}
 	browser.Datastore = []types.ManagedObjectReference{ds.Self}
 	ds.Browser = b.reg.Put(browser).Reference()
+	return nil
+}
+
+// resourcePool creates the pool at path below the cluster's root pool, and
+// the pools on the way that do not exist yet, as CreateResourcePool does:
+// no reservation, no limit, expandable, normal shares.
+func (b *builder) resourcePool(cl *simulator.ClusterComputeResource, path string) error {
+	pool := b.reg.Get(*cl.ResourcePool).(*simulator.ResourcePool)
+	for _, name := range strings.Split(path, "/") {
+		if e := b.reg.FindByName(name, pool.ResourcePool.ResourcePool); e != nil {
+			pool = e.(*simulator.ResourcePool)
+			continue
+		}
+		alloc := func() types.ResourceAllocationInfo {
+			return types.ResourceAllocationInfo{Reservation: types.NewInt64(0), Limit: types.NewInt64(-1),
+				ExpandableReservation: types.NewBool(true), Shares: &types.SharesInfo{Level: types.SharesLevelNormal}}
+		}
+		res := pool.CreateResourcePool(b.ctx, &types.CreateResourcePool{This: pool.Self, Name: name,
+			Spec: types.ResourceConfigSpec{CpuAllocation: alloc(), MemoryAllocation: alloc()}})
+		if f := res.Fault(); f != nil {
+			return fmt.Errorf("%s", faultText(f.VimFault()))
+		}
+		pool = b.reg.Get(res.(*methods.CreateResourcePoolBody).Res.Returnval).(*simulator.ResourcePool)
+	}
 	return nil
 }
 
@@ -361,7 +391,7 @@ func setHostHardware(h *simulator.HostSystem, s Host) {
 	hw.NumCpuCores = s.CPUCores
 	hw.NumCpuThreads = s.CPUThreads
 	hw.CpuMhz = s.CPUMhz
-	hw.MemorySize = s.MemoryMB * mib
+	hw.MemorySize = s.hostMemory()
 
 	info := h.Hardware // a per-host shallow copy; replace, never mutate, its slices
 	info.CpuInfo = types.HostCpuInfo{
@@ -370,7 +400,7 @@ func setHostHardware(h *simulator.HostSystem, s Host) {
 		NumCpuThreads:  s.CPUThreads,
 		Hz:             int64(s.CPUMhz) * 1_000_000,
 	}
-	info.MemorySize = s.MemoryMB * mib
+	info.MemorySize = s.hostMemory()
 
 	h.Runtime.ConnectionState = types.HostSystemConnectionState(s.ConnectionState)
 	h.Runtime.InMaintenanceMode = s.Maintenance

@@ -1,6 +1,7 @@
 // The control API (docs/control-api.md): HTTP + JSON under /fakevc/v1/ for
 // what the vSphere API cannot do: faults, latency, slow tasks, session
-// expiry, host states, call counts and reset.
+// expiry, host and datastore states, extra TLS listeners, call counts and
+// reset.
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"math"
 	"net/http"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -57,6 +59,9 @@ var routes = []route{
 	{http.MethodPut, "session-timeout", (*fakevc).apiSessionTimeout},
 	{http.MethodPost, "sessions/expire", (*fakevc).apiExpireSessions},
 	{http.MethodPut, "hosts/", (*fakevc).apiSetHost},
+	{http.MethodPut, "datastores/", (*fakevc).apiSetDatastore},
+	{http.MethodPost, "listeners", (*fakevc).apiOpenListener},
+	{http.MethodDelete, "listeners", (*fakevc).apiCloseListeners},
 	{http.MethodGet, "paging", (*fakevc).apiPaging},
 	{http.MethodPut, "paging", (*fakevc).apiSetPaging},
 }
@@ -424,4 +429,63 @@ func findHost(reg *simulator.Registry, name string) *simulator.HostSystem {
 		}
 	}
 	return nil
+}
+
+func (s *fakevc) apiSetDatastore(r *http.Request, name string) (any, error) {
+	var req struct {
+		Accessible  *bool   `json:"accessible"`
+		Maintenance *string `json:"maintenance"`
+	}
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Maintenance != nil && !datastoreMaintenanceModes[*req.Maintenance] {
+		return nil, badRequest(`"maintenance": expected normal, enteringMaintenance or inMaintenance, got %q`, *req.Maintenance)
+	}
+	w := s.world.Load()
+	ds, err := findDatastore(w.reg, name)
+	if err != nil {
+		return nil, err
+	}
+	ctx := w.controlContext()
+	ctx.WithLock(ds, func() {
+		var changes []types.PropertyChange
+		if req.Accessible != nil {
+			mounts := slices.Clone(ds.Host)
+			for i := range mounts {
+				mounts[i].MountInfo.Accessible = types.NewBool(*req.Accessible)
+			}
+			changes = append(changes, types.PropertyChange{Name: "summary.accessible", Val: *req.Accessible},
+				types.PropertyChange{Name: "host", Val: mounts})
+		}
+		if req.Maintenance != nil {
+			changes = append(changes, types.PropertyChange{Name: "summary.maintenanceMode", Val: *req.Maintenance})
+		}
+		if len(changes) > 0 {
+			ctx.Map.Update(ctx, ds, changes)
+		}
+	})
+	w.d.sync()
+	return nil, nil
+}
+
+// findDatastore finds a datastore by moref value or by a name no other
+// datastore has.
+func findDatastore(reg *simulator.Registry, name string) (*simulator.Datastore, error) {
+	if ds, ok := reg.Get(types.ManagedObjectReference{Type: "Datastore", Value: name}).(*simulator.Datastore); ok {
+		return ds, nil
+	}
+	var found []*simulator.Datastore
+	for _, e := range reg.All("Datastore") {
+		if e.Entity().Name == name {
+			found = append(found, e.(*simulator.Datastore))
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return nil, &apiError{http.StatusNotFound, fmt.Sprintf("no datastore %q (give a moref such as datastore-12 or a name)", name)}
+	}
+	return nil, badRequest("%d datastores are named %q: give the moref", len(found), name)
 }

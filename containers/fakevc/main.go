@@ -166,6 +166,7 @@ func run(o options) error {
 
 	addr := ln.Addr().(*net.TCPAddr)
 	port := addr.Port
+	fv.extra.setTLS(&cert, addr.IP.String())
 	err = writeJSON(filepath.Join(o.stateDir, "ready.json"), map[string]any{
 		"url":           fmt.Sprintf("https://%s/sdk", net.JoinHostPort(addr.IP.String(), strconv.Itoa(port))),
 		"port":          port,

@@ -196,8 +196,9 @@ func (f *folder) checkCall(ctx *simulator.Context, pool types.ManagedObjectRefer
 //
 // The VM's datastores are the one in vmPathName and those of the disks it
 // adds; each must be a datastore of the folder's datacenter
-// (InvalidDatastorePath / InvalidDatastore otherwise), with room for the
-// thick disks (NoDiskSpace). A given host must belong to the pool's compute
+// (InvalidDatastorePath / InvalidDatastore otherwise), accessible
+// (InaccessibleDatastore), not in or entering maintenance mode
+// (InvalidDatastoreState), with room for the thick disks (NoDiskSpace). A given host must belong to the pool's compute
 // resource (InvalidArgument), be connected (InvalidHostConnectionState), not
 // in maintenance mode (InvalidHostState) and mount every datastore
 // (DatastoreNotWritableOnHost). Without a host, the candidates are the
@@ -266,6 +267,11 @@ func (f *folder) place(ctx *simulator.Context, poolRef types.ManagedObjectRefere
 		}
 		if !slices.Contains(needed, ds) {
 			needed = append(needed, ds)
+		}
+	}
+	for _, ds := range needed {
+		if fault := datastoreUnusable(ds); fault != nil {
+			return none, fault
 		}
 	}
 	for ds, size := range thick {
@@ -362,6 +368,21 @@ func (f *folder) place(ctx *simulator.Context, poolRef types.ManagedObjectRefere
 		return cmp.Compare(a.h.Name, b.h.Name)
 	})
 	return best.h.Self, nil
+}
+
+// datastoreUnusable is why a VM cannot be placed on a datastore, as vCenter
+// answers: InaccessibleDatastore when it is not accessible, InvalidDatastoreState
+// when it is in (or entering) maintenance mode; nil when it can take the VM.
+func datastoreUnusable(ds *simulator.Datastore) types.BaseMethodFault {
+	ref := ds.Self
+	if !ds.Summary.Accessible {
+		return withMessage(&types.InaccessibleDatastore{InvalidDatastore: types.InvalidDatastore{Datastore: &ref, Name: ds.Name},
+			Detail: "not accessible"}, "datastore %s is not accessible", ds.Name)
+	}
+	if mode := ds.Summary.MaintenanceMode; mode != "" && mode != string(types.DatastoreSummaryMaintenanceModeStateNormal) {
+		return withMessage(&types.InvalidDatastoreState{DatastoreName: ds.Name}, "datastore %s is %s", ds.Name, mode)
+	}
+	return nil
 }
 
 // ownerOf is the compute resource of a resource pool or vApp.

@@ -35,6 +35,7 @@ type fakevc struct {
 	taskDelays     map[string]int
 	sessionTimeout time.Duration
 
+	extra listeners // extra HTTPS ports for TLS checks (listeners.go)
 	limits
 }
 
@@ -76,6 +77,7 @@ func (s *fakevc) reset() (time.Duration, error) {
 	}
 	old := s.world.Swap(w)
 	s.clearControls()
+	s.extra.closeAll()
 	s.gen.Add(1)
 	took := time.Since(start)
 	go old.close() // calls still in flight on it finish first
@@ -83,6 +85,7 @@ func (s *fakevc) reset() (time.Duration, error) {
 }
 
 func (s *fakevc) close() {
+	s.extra.closeAll()
 	s.world.Load().close()
 }
 

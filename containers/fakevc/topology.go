@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/vmware/govmomi/vim25/types"
 )
 
 // Topology is the normalized inventory description that the Python side
@@ -33,14 +35,19 @@ type Datacenter struct {
 }
 
 // Cluster is a ClusterComputeResource with its hosts. Folder is the path of
-// folders under the datacenter's host folder that holds it.
+// folders under the datacenter's host folder that holds it. ResourcePools
+// are paths of pools below the cluster's root pool ("nova", "tenants/nova");
+// the pools on the way are created too.
 type Cluster struct {
-	Name   string   `json:"name"`
-	Folder []string `json:"folder"`
-	Hosts  []Host   `json:"hosts"`
+	Name          string   `json:"name"`
+	Folder        []string `json:"folder"`
+	Hosts         []Host   `json:"hosts"`
+	ResourcePools []string `json:"resource_pools"`
 }
 
-// Host is one ESXi host and its hardware.
+// Host is one ESXi host and its hardware. MemoryBytes, when set, is the
+// exact memory size (real hosts are rarely a whole number of MiB); otherwise
+// it is MemoryMB MiB.
 type Host struct {
 	Name            string `json:"name"`
 	CPUSockets      int16  `json:"cpu_sockets"`
@@ -48,6 +55,7 @@ type Host struct {
 	CPUThreads      int16  `json:"cpu_threads"`
 	CPUMhz          int32  `json:"cpu_mhz"`
 	MemoryMB        int64  `json:"memory_mb"`
+	MemoryBytes     int64  `json:"memory_bytes"`
 	ConnectionState string `json:"connection_state"`
 	Maintenance     bool   `json:"maintenance"`
 	// The hypervisor's share (MHz, MB): out of the cluster's effective
@@ -56,13 +64,36 @@ type Host struct {
 	OverheadMemoryMB int64 `json:"overhead_memory_mb"`
 }
 
-// Datastore is mounted by the named hosts of its datacenter.
+// Datastore is mounted by the named hosts of its datacenter. Accessible
+// (nil: true) and Maintenance (summary.maintenanceMode; "": normal) are its
+// state as loaded; the control API changes them at run time.
 type Datastore struct {
-	Name       string   `json:"name"`
-	Type       string   `json:"type"`
-	CapacityMB int64    `json:"capacity_mb"`
-	FreeMB     int64    `json:"free_mb"`
-	Hosts      []string `json:"hosts"`
+	Name        string   `json:"name"`
+	Type        string   `json:"type"`
+	CapacityMB  int64    `json:"capacity_mb"`
+	FreeMB      int64    `json:"free_mb"`
+	Hosts       []string `json:"hosts"`
+	Accessible  *bool    `json:"accessible"`
+	Maintenance string   `json:"maintenance"`
+}
+
+// accessible is the datastore's summary.accessible as loaded.
+func (d Datastore) accessible() bool { return d.Accessible == nil || *d.Accessible }
+
+// maintenanceMode is the datastore's summary.maintenanceMode as loaded.
+func (d Datastore) maintenanceMode() string {
+	if d.Maintenance == "" {
+		return string(types.DatastoreSummaryMaintenanceModeStateNormal)
+	}
+	return d.Maintenance
+}
+
+// hostMemory is a host's memory size in bytes.
+func (h Host) hostMemory() int64 {
+	if h.MemoryBytes > 0 {
+		return h.MemoryBytes
+	}
+	return h.MemoryMB * mib
 }
 
 // loadTopology reads and checks a normalized topology file.
@@ -97,6 +128,11 @@ func (t *Topology) check() error {
 			if err := checkFolder(c.Folder); err != nil {
 				return fmt.Errorf("cluster %q: %v", c.Name, err)
 			}
+			for _, p := range c.ResourcePools {
+				if err := checkFolder(strings.Split(p, "/")); err != nil {
+					return fmt.Errorf("cluster %q: resource pool %q: %v", c.Name, p, err)
+				}
+			}
 		}
 		all := append([]Host{}, dc.StandaloneHosts...)
 		for _, c := range dc.Clusters {
@@ -107,7 +143,7 @@ func (t *Topology) check() error {
 			if hosts[h.Name] {
 				return fmt.Errorf("host %q defined twice", h.Name)
 			}
-			if h.CPUSockets < 1 || h.CPUCores < h.CPUSockets || h.CPUThreads < h.CPUCores || h.CPUMhz < 1 || h.MemoryMB < 1 {
+			if h.CPUSockets < 1 || h.CPUCores < h.CPUSockets || h.CPUThreads < h.CPUCores || h.CPUMhz < 1 || h.hostMemory() < mib {
 				return fmt.Errorf("host %q: impossible hardware %+v", h.Name, h)
 			}
 			if h.OverheadCPUMhz < 0 || h.OverheadCPUMhz >= h.CPUMhz*int32(h.CPUCores) || h.OverheadMemoryMB < 0 || h.OverheadMemoryMB >= h.MemoryMB {
@@ -128,6 +164,9 @@ func (t *Topology) check() error {
 			if ds.FreeMB > ds.CapacityMB || ds.CapacityMB < 1 {
 				return fmt.Errorf("datastore %q: free %d MB of %d MB", ds.Name, ds.FreeMB, ds.CapacityMB)
 			}
+			if !datastoreMaintenanceModes[ds.maintenanceMode()] {
+				return fmt.Errorf("datastore %q: unknown maintenance %q", ds.Name, ds.Maintenance)
+			}
 			for _, h := range ds.Hosts {
 				if !inDC[h] {
 					return fmt.Errorf("datastore %q: host %q is not in datacenter %q", ds.Name, h, dc.Name)
@@ -136,6 +175,13 @@ func (t *Topology) check() error {
 		}
 	}
 	return nil
+}
+
+// datastoreMaintenanceModes are the summary.maintenanceMode values of a datastore.
+var datastoreMaintenanceModes = map[string]bool{
+	string(types.DatastoreSummaryMaintenanceModeStateNormal):              true,
+	string(types.DatastoreSummaryMaintenanceModeStateEnteringMaintenance): true,
+	string(types.DatastoreSummaryMaintenanceModeStateInMaintenance):       true,
 }
 
 // datastoreTypes are the summary.type values a topology may ask for.
