@@ -399,7 +399,9 @@ class _Process:
                         p.closed = True
                         p.done.set()
         if self._failure is None and not expected:
-            during = f" while answering {', '.join(doing)}" if doing else ""
+            asked = next(self._ids)  # the id the next request would have had: 1 when none was sent
+            during = (f" while answering {', '.join(doing)}" if doing else
+                      " before it was asked anything" if asked == 1 else " while no request was in flight")
             last = next((line for line in reversed(self._tail) if line.strip()), "")
             self._fail(f"{self._exit_text()}{during}", last[:300])
 

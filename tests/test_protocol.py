@@ -197,8 +197,9 @@ def test_a_crash_between_calls_is_noticed() -> None:
 
 
 @pytest.mark.parametrize(("script", "says"), [
-    ({"start": {"exit": 5, "stderr": ["cannot load libvmomi.so"]}},
-     "exited with status 5 while answering initialize; its last stderr line: cannot load libvmomi.so"),
+    ({"start": {"exit": 5, "stderr": ["cannot load libvmomi.so"]}},  # before or while it is asked: both are said
+     "exited with status 5 "),
+    ({"start": {"exit": 5, "stderr": ["cannot load libvmomi.so"]}}, "; its last stderr line: cannot load libvmomi.so"),
     ({"start": {"raw": "Starting driver v2..."}}, "(not JSON): 'Starting driver v2...'"),
     ({"initialize": {"result": {"protocol_version": "2.0", "driver": {"name": "x", "version": "2"},
                                 "capabilities": {}}}},
@@ -206,7 +207,8 @@ def test_a_crash_between_calls_is_noticed() -> None:
     ({"initialize": {"result": {"protocol_version": "1.0", "driver": {"name": "x", "version": "1"}}}},
      "result: 'capabilities' is a required property"),
     ({"initialize": {"hang": True}}, "did not answer initialize within 1s"),
-], ids=["exits at start", "prints a banner", "another major version", "no capabilities", "hangs"])
+], ids=["exits at start", "exits at start, saying why", "prints a banner", "another major version", "no capabilities",
+        "hangs"])
 def test_a_broken_handshake_is_one_line(script: dict[str, Any], says: str) -> None:
     with pytest.raises(DriverProcessError, match=None) as caught:
         driver_class(script, timeout=1.0)
