@@ -182,6 +182,9 @@ func (d *Driver) relogin(ctx context.Context, seen int) error {
 	if d.generation != seen {
 		return nil // another goroutine has logged in again meanwhile
 	}
+	if d.vc == nil {
+		return newError("VCenterUnavailable", "vCenter at %s ended the session while the driver logged in", d.where)
+	}
 	d.views, d.watch = map[string]types.ManagedObjectReference{}, nil
 	if err := d.login(ctx, d.vc); err != nil {
 		if faultName(err) == "InvalidLogin" {
@@ -447,6 +450,9 @@ func (d *Driver) Close(ctx context.Context) {
 	w, views := d.watch, d.views
 	d.watch, d.views = nil, map[string]types.ManagedObjectReference{}
 	d.mu.Unlock()
+	if d.vc == nil {
+		return // never connected
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if w != nil {

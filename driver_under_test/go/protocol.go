@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 )
@@ -185,6 +186,15 @@ func (s *Server) parse(line []byte) (request, bool) {
 }
 
 func (s *Server) handle(req request) {
+	defer func() {
+		// A bug in one request answers that request (-32603, the driver's own failure), not the process:
+		// the suite judges it as it would an unexpected exception of a Python driver.
+		if r := recover(); r != nil {
+			s.log.Error("request panicked", "method", req.Method, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			s.send(response{JSONRPC: "2.0", ID: req.ID, Error: &rpcError{Code: codeInternalError,
+				Message: fmt.Sprintf("%s panicked: %v", req.Method, r)}})
+		}
+	}()
 	result, err := s.call(req.Method, req.Params)
 	res := response{JSONRPC: "2.0", ID: req.ID, Result: result}
 	var de *DriverError

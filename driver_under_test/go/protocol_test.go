@@ -262,3 +262,27 @@ func TestMutantsAreKnownByName(t *testing.T) {
 		t.Errorf("an unknown mutant gave %v", err)
 	}
 }
+
+func TestAPanicAnswersItsRequestNotTheProcess(t *testing.T) {
+	s := schemas(t)
+	var out bytes.Buffer
+	in := strings.NewReader(makeRequest(t, s, 1, "get_available_nodes", map[string]any{"refresh": true}) + "\n" +
+		makeRequest(t, s, 2, "shutdown", map[string]any{}) + "\n")
+	server := NewServer(in, &out, slog.New(slog.NewTextHandler(io.Discard, nil)), Mutants{})
+	server.driver = testDriver(Config{}, Mutants{}) // no connection: its refresh dereferences nil
+	if status := server.Run(); status != 0 {
+		t.Fatalf("status %d", status)
+	}
+	answers := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(answers) != 2 {
+		t.Fatalf("answers %q", answers)
+	}
+	validate(t, s, "response", "get_available_nodes", []byte(answers[0]))
+	if a := decodeAnswer(t, answers[0]); a.Error == nil || a.Error.Code != codeInternalError ||
+		!strings.Contains(a.Error.Message, "get_available_nodes panicked") {
+		t.Errorf("answered %s; want -32603 saying the method panicked", answers[0])
+	}
+	if a := decodeAnswer(t, answers[1]); a.Error != nil || string(a.Result) != "null" {
+		t.Errorf("shutdown answered %s", answers[1])
+	}
+}
