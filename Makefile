@@ -6,6 +6,9 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 FAKEVC_DIR  := containers/fakevc
 FAKEVC      := .cache/bin/fakevc
+# The Go reference driver (docs/driver-protocol.md): its own module, govmomi at fakevc's pin.
+GO_DRIVER_DIR := driver_under_test/go
+GO_DRIVER   := .cache/bin/vcconform-go-driver
 # The govmomi pin lives in one place: containers/fakevc/go.mod.
 GOVMOMI     := $(shell sed -n 's/^[[:space:]]*\(require \)\{0,1\}github.com\/vmware\/govmomi \(v[^[:space:]]*\).*/\2/p' $(FAKEVC_DIR)/go.mod)
 IMAGE_REPO  := vcconform/fakevc
@@ -22,6 +25,11 @@ EXTRAS      ?= dev,nova
 endif
 EXTRAS      ?= dev
 NOVA_SEED   ?= 13
+# A driver in any language: a command speaking the driver protocol (DRIVER_COMMAND wins over DRIVER).
+DRIVER_COMMAND ?=
+DRIVER_ARGS  = $(if $(DRIVER_COMMAND),--driver-command '$(DRIVER_COMMAND)',--driver '$(DRIVER)')
+# The Go driver is built when the command names it.
+DRIVER_DEPS  = $(if $(findstring vcconform-go-driver,$(DRIVER_COMMAND)),$(GO_DRIVER))
 BACKEND     ?= process
 TOPOLOGY    ?= fixtures/topologies/standard.yaml
 REPORT_DIR  ?= build/conformance
@@ -33,13 +41,15 @@ comma       := ,
 INSTALLED   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 export VCCONFORM_FAKEVC_BINARY := $(CURDIR)/$(FAKEVC)
+export VCCONFORM_GO_DRIVER := $(CURDIR)/$(GO_DRIVER)
 
-.PHONY: all conformance certify test selftest selftest-full lint go-test go-fuzz simulator image bench clean help nova-conformance
+.PHONY: all conformance certify test selftest selftest-full lint go-test go-fuzz simulator go-driver image bench clean help nova-conformance
 
 all: conformance
 
 help:
-	@echo "make conformance [DRIVER=pkg.mod:Class] [BACKEND=process|container] [TOPOLOGY=file]"
+	@echo "make conformance [DRIVER=pkg.mod:Class | DRIVER_COMMAND='prog args'] [BACKEND=process|container] [TOPOLOGY=file]"
+	@echo "make go-driver  build the Go reference driver ($(GO_DRIVER)); then DRIVER_COMMAND=$(GO_DRIVER)"
 	@echo "make test       the project's own tests (container backend too when Docker answers)"
 	@echo "make simulator  build the fake vCenter ($(FAKEVC), govmomi $(GOVMOMI))"
 	@echo "make image      build the FROM-scratch image $(IMAGE_REPO):$(GOVMOMI)-<binary hash>"
@@ -55,6 +65,12 @@ $(FAKEVC): $(wildcard $(FAKEVC_DIR)/*.go) $(FAKEVC_DIR)/go.mod $(FAKEVC_DIR)/go.
 
 simulator: $(FAKEVC)
 
+$(GO_DRIVER): $(wildcard $(GO_DRIVER_DIR)/*.go) $(GO_DRIVER_DIR)/go.mod $(GO_DRIVER_DIR)/go.sum
+	mkdir -p $(dir $@)
+	cd $(GO_DRIVER_DIR) && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(CURDIR)/$@ .
+
+go-driver: $(GO_DRIVER)
+
 # The build context holds only the binary and rootfs.tar (an empty /tmp, mode 1777).
 image: $(FAKEVC)
 	rm -rf .cache/image && mkdir -p .cache/image/tmp && chmod 1777 .cache/image/tmp
@@ -67,24 +83,26 @@ image: $(FAKEVC)
 		| grep -vxF -e '$(IMAGE)' -e '<none>:<none>' | xargs -r docker rmi >/dev/null 2>&1 || true
 	@docker image prune --force --filter label=vcconform.checkout=$(CHECKOUT) >/dev/null 2>&1 || true
 
-conformance: $(INSTALLED) $(FAKEVC)
+conformance: $(INSTALLED) $(FAKEVC) $(DRIVER_DEPS)
 	@if [ "$(BACKEND)" = container ]; then $(MAKE) --no-print-directory image; fi
-	$(VENV)/bin/vcconform run --driver '$(DRIVER)' --vcsim-backend $(BACKEND) --topology '$(TOPOLOGY)' \
+	$(VENV)/bin/vcconform run $(DRIVER_ARGS) --vcsim-backend $(BACKEND) --topology '$(TOPOLOGY)' \
 		--report-dir $(REPORT_DIR) $(if $(SEED),--seed $(SEED)) $(PYTEST_ARGS)
 
 # A certification run: no mandatory check may skip; the report records seed, versions and topology hashes.
-certify: $(INSTALLED) $(FAKEVC)
+certify: $(INSTALLED) $(FAKEVC) $(DRIVER_DEPS)
 	@if [ "$(BACKEND)" = container ]; then $(MAKE) --no-print-directory image; fi
-	$(VENV)/bin/vcconform run --certify --driver '$(DRIVER)' --vcsim-backend $(BACKEND) --topology '$(TOPOLOGY)' \
+	$(VENV)/bin/vcconform run --certify $(DRIVER_ARGS) --vcsim-backend $(BACKEND) --topology '$(TOPOLOGY)' \
 		--report-dir build/certification $(if $(SEED),--seed $(SEED)) $(PYTEST_ARGS)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check conformance driver_under_test tests bench drivers
 	$(VENV)/bin/mypy
 	cd $(FAKEVC_DIR) && test -z "$$(gofmt -l .)" && go vet ./...
+	cd $(GO_DRIVER_DIR) && test -z "$$(gofmt -l .)" && go vet ./...
 
 go-test:
 	cd $(FAKEVC_DIR) && go test ./...
+	cd $(GO_DRIVER_DIR) && go test ./...
 
 # Go's native fuzzing over the SOAP front, bounded in time: no input may panic fakevc or leave an object
 # locked. A failing input is written to $(FAKEVC_DIR)/testdata/fuzz/FuzzSOAP/ (commit it: it becomes a seed).
@@ -93,7 +111,7 @@ FUZZ_TIME ?= 15s
 go-fuzz:
 	cd $(FAKEVC_DIR) && go test -run '^$$' -fuzz '^FuzzSOAP$$' -fuzztime $(FUZZ_TIME) -fuzzminimizetime 10x .
 
-test: $(INSTALLED) $(FAKEVC) lint go-test go-fuzz
+test: $(INSTALLED) $(FAKEVC) $(GO_DRIVER) lint go-test go-fuzz
 	@if $(PY) -c 'import sys; from conformance.harness import docker_available as d; r = d(); print(r or ""); sys.exit(1 if r else 0)' >/dev/null; then \
 		$(MAKE) --no-print-directory image; \
 	else \
@@ -123,8 +141,8 @@ bench: $(INSTALLED) $(FAKEVC)
 	$(PY) bench/refresh.py
 	$(PY) bench/scale.py
 
-selftest: $(INSTALLED) $(FAKEVC)
-	$(VENV)/bin/pytest tests/test_selftest.py $(PYTEST_ARGS)
+selftest: $(INSTALLED) $(FAKEVC) $(GO_DRIVER)
+	$(VENV)/bin/pytest tests/test_selftest.py tests/test_go_driver.py $(PYTEST_ARGS)
 
 # Every mutant against the whole suite: each one's "proves" check is the only one that catches it, suite-wide.
 selftest-full: $(INSTALLED) $(FAKEVC)

@@ -28,8 +28,8 @@ def _settings(args: argparse.Namespace, extra: list[str]) -> Any:
     for o in plugin.OPTIONS:
         p.add_argument(o.flag, dest=o.key, action="store_true" if o.flag_only else "store", default=None)
     known, _ = p.parse_known_args(extra)
-    own = {"--driver": args.driver, "--vcsim-backend": args.vcsim_backend, "--topology": args.topology,
-           "--report-dir": args.report_dir}
+    own = {"--driver": args.driver, "--driver-command": args.driver_command, "--vcsim-backend": args.vcsim_backend,
+           "--topology": args.topology, "--report-dir": args.report_dir}
 
     def get(o: Any) -> tuple[str | None, str | None]:
         value = getattr(known, o.key) or own.get(o.flag)
@@ -86,6 +86,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     junit = next((t.split("=", 1)[1] for t in extra if t.startswith("--junitxml=")), None)
     try:
         plugin.start_report(args.report_dir, junit, certify)
+        plugin.refuse_empty_command(args.driver_command)
         plugin.check_settings(get, requirements=args.requirement)
         selection = _selection(args, extra) if certify else None
         if selection:
@@ -103,8 +104,11 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     # checks' own folder is the root, so no conftest.py or ini file of the working directory joins in.
     argv = ["--pyargs", "conformance.checks", "-p", "no:cacheprovider", f"--rootdir={checks}",
             "-W", "ignore::pytest.PytestAssertRewriteWarning",
-            f"--confcutdir={checks}", f"--junitxml={report_dir / 'junit.xml'}", f"--report-dir={report_dir}",
-            f"--driver={args.driver}"]
+            f"--confcutdir={checks}", f"--junitxml={report_dir / 'junit.xml'}", f"--report-dir={report_dir}"]
+    if args.driver:
+        argv.append(f"--driver={args.driver}")
+    if args.driver_command:
+        argv.append(f"--driver-command={args.driver_command}")
     if args.vcsim_backend:
         argv.append(f"--vcsim-backend={args.vcsim_backend}")
     if args.topology:
@@ -184,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vcconform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the conformance checks; other arguments go to pytest")
-    run.add_argument("--driver", default=REFERENCE_DRIVER, help="package.module:Class of the driver under test")
+    run.add_argument("--driver", help=f"package.module:Class of the driver under test (default {REFERENCE_DRIVER})")
+    run.add_argument("--driver-command", metavar="'PROGRAM ARGS'",
+                     help="the driver under test as a process speaking the driver protocol (docs/driver-protocol.md)")
     run.add_argument("--vcsim-backend", metavar="process|container", help="how to run the fake vCenter")
     run.add_argument("--topology", help="topology file (default: the standard profile)")
     run.add_argument("--report-dir", default="build/conformance", help="where junit.xml and report.json go")

@@ -23,11 +23,11 @@ from pyVmomi import vim
 
 from conformance import credentials
 from conformance.contract import ComputeDriver, DriverConfig, DriverError
-from conformance.drivers import REFERENCE_DRIVER, load_driver_class
 from conformance.harness import Endpoint, SimulatorError, start_simulator
 from conformance.masking import add_secret
 from conformance.oracle import Oracle, OracleError
-from conformance.plugin import EVIDENCE, LEAKS, setting, state, stop_run
+from conformance.plugin import EVIDENCE, LEAKS, load_driver, setting, state, stop_run
+from conformance.process_driver import ProcessDriver
 from conformance.topology import TopologyError, load_topology
 from conformance.watchdog import DriverHung, format_stack
 
@@ -210,7 +210,7 @@ def scratch_datacenter(site: Site) -> str:
 @pytest.fixture(scope="session")
 def driver_class(pytestconfig: pytest.Config) -> type[ComputeDriver]:
     cls = state(pytestconfig).driver_class
-    return cls if cls is not None else load_driver_class(setting(pytestconfig, "--driver") or REFERENCE_DRIVER)
+    return cls if cls is not None else load_driver(pytestconfig)
 
 
 @pytest.fixture
@@ -244,8 +244,9 @@ def construct(driver_class: type[ComputeDriver], config: DriverConfig,
 
     The constructor runs in a thread of its own with a deadline (``timeout``, default CONSTRUCT_TIMEOUT_S):
     one that does not return makes the check an error showing where it hung, and the run goes on (the
-    thread, a daemon, is left behind). Its password joins the credential scan (SEC-03), and so do the
-    exceptions of its constructor and contract methods."""
+    thread, a daemon, is left behind). A process driver (--driver-command) bounds its own start instead: past
+    the deadline it kills its process, so nothing is left behind, and the run ends with ERROR. Its password
+    joins the credential scan (SEC-03), and so do the exceptions of its constructor and contract methods."""
     add_secret(config.password)
     limit = CONSTRUCT_TIMEOUT_S if timeout is None else timeout
     box: dict[str, Any] = {}
@@ -256,6 +257,13 @@ def construct(driver_class: type[ComputeDriver], config: DriverConfig,
         except BaseException as e:  # handed to the caller's thread
             box["error"] = e
 
+    if isinstance(driver_class, type) and issubclass(driver_class, ProcessDriver):
+        try:
+            box["driver"] = driver_class(config, start_timeout=limit)
+        except DriverError as e:
+            box["error"] = e
+        return _constructed(box)
+
     thread = threading.Thread(target=build, name=f"construct {driver_class.__name__}", daemon=True)
     thread.start()
     thread.join(limit)
@@ -263,6 +271,12 @@ def construct(driver_class: type[ComputeDriver], config: DriverConfig,
         frame = sys._current_frames().get(thread.ident or 0)
         raise DriverHung(f"the driver's constructor did not return within {limit:g}s; it was at:\n"
                          f"{format_stack(frame)}".rstrip())
+    return _constructed(box)
+
+
+def _constructed(box: dict[str, Any]) -> ComputeDriver:
+    """The driver a constructor made, or what it raised: a DriverError as is, anything else as the check's
+    failure in one line."""
     error = box.get("error")
     scan = credentials.current_scan()
     if error is not None and scan is not None:

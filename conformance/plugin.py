@@ -51,12 +51,14 @@ from conformance.coverage import ROWS
 from conformance.drivers import REFERENCE_DRIVER, DriverLoadError, load_driver_class
 from conformance.harness import BACKENDS, REPO, Endpoint, running_endpoints
 from conformance.masking import add_secret, mask, scrub, secrets_known
+from conformance.process_driver import DriverProcessError, command_driver_class, split_command, take_failures
 from conformance.report import (
     CheckResult,
     ReportDirError,
     RunEnd,
     build_report,
     check_key,
+    log_tail_title,
     prepare_report_dir,
     summary_lines,
     write_html,
@@ -99,6 +101,11 @@ class Option:
 
 OPTIONS = [
     Option("--driver", REFERENCE_DRIVER, "driver under test, as package.module:Class"),
+    Option("--driver-command", None, "driver under test as a process speaking the driver protocol "
+                                     "(docs/driver-protocol.md): a program and its arguments, e.g. 'bin/driver -v'"),
+    Option("--driver-timeout", "60", "seconds one request to a --driver-command process may take (at most half of "
+                                     "--check-timeout; wait_for_changes adds its own timeout); past it the process "
+                                     "is killed and the run ends with ERROR"),
     Option("--vcsim-backend", "process", "run the fake vCenter as a local 'process' or a 'container'"),
     Option("--topology", DEFAULT_TOPOLOGY, "topology file the fake vCenter starts with"),
     Option("--heterogeneous-topology", HETEROGENEOUS_TOPOLOGY,
@@ -212,13 +219,22 @@ def check_settings(get: Lookup, *, requirements: list[str] | None = None, enviro
                                    f"({', '.join(FALSE_WORDS)})")
     number("--vcsim-timeout")
     number("--check-timeout")
+    number("--driver-timeout")
     number("--seed", integer=True)
     number("--eff-max-calls", integer=True, minimum=1)
     backend, where = given("--vcsim-backend")
     if backend not in BACKENDS:
         raise SettingError(f"{_named(where, str(backend))}: expected one of {', '.join(BACKENDS)}")
     driver, where = given("--driver")
-    if load_driver and get(_BY_FLAG["--driver"])[1] is not None:
+    command, command_where = given("--driver-command")
+    if command is not None:
+        if get(_BY_FLAG["--driver"])[1] is not None:
+            raise SettingError(f"{command_where} and {where}: give the driver as a class or as a command, not both")
+        try:
+            split_command(command, command_where)
+        except DriverLoadError as e:
+            raise SettingError(str(e)) from None
+    elif load_driver and get(_BY_FLAG["--driver"])[1] is not None:
         try:
             load_driver_class(str(driver))
         except DriverLoadError as e:
@@ -277,6 +293,13 @@ def check_settings(get: Lookup, *, requirements: list[str] | None = None, enviro
             raise SettingError(f"{where} {inventory}: expected a YAML mapping with a 'clusters' list")
 
 
+def refuse_empty_command(command: str | None) -> None:
+    """An empty --driver-command given on purpose is refused (an empty value elsewhere means "not given", which
+    here would quietly test the default driver instead)."""
+    if command is not None and not command.strip():
+        raise SettingError(f"--driver-command {command!r}: expected a program and its arguments")
+
+
 #: pytest's selection and early-stop options, which a certification refuses: (option dest, how it is spelt).
 _SELECTIONS = (("keyword", "-k"), ("markexpr", "-m"), ("deselect", "--deselect"), ("lf", "--lf"),
                ("failedfirst", "--ff"), ("maxfail", "-x/--maxfail"), ("stepwise", "--sw"),
@@ -327,6 +350,27 @@ def catalogue() -> dict[str, tuple[tuple[str, ...], int]]:
                 count *= max(len(values), 1)
         out[key] = (tuple(ids), count)
     return out
+
+
+def load_driver(config: pytest.Config) -> type[ComputeDriver]:
+    """The driver class under test: --driver-command's proxy (after its handshake), else --driver's class.
+    Raises DriverLoadError (a bad input) or DriverProcessError (the process broke the protocol)."""
+    command = setting(config, "--driver-command")
+    if command:
+        check_timeout = float(setting(config, "--check-timeout") or 300)
+        timeout = min(float(setting(config, "--driver-timeout") or 60), check_timeout / 2)
+        directory = setting(config, "--report-dir")
+        return command_driver_class(command, request_timeout=timeout, log_dir=Path(directory) if directory else None)
+    return load_driver_class(setting(config, "--driver") or REFERENCE_DRIVER)
+
+
+def driver_description(cls: type[ComputeDriver]) -> dict[str, Any]:
+    """What the report says of the driver under test."""
+    describe = getattr(cls, "report_description", None)
+    if callable(describe):
+        return dict(describe())
+    return {"class": f"{cls.__module__}:{cls.__qualname__}", "version": str(getattr(cls, "version", "unknown")),
+            "capabilities": dict(getattr(cls, "capabilities", {}) or {})}
 
 
 def requirement_ids(item: pytest.Item) -> tuple[str, ...]:
@@ -410,9 +454,16 @@ class _Session:
             items[:] = keep
         if self.requirements:
             try:
-                self.driver_class = load_driver_class(setting(config, "--driver") or REFERENCE_DRIVER)
+                self.driver_class = load_driver(config)
             except DriverLoadError as e:
                 raise pytest.UsageError(str(e)) from None
+            except DriverProcessError as e:
+                # The driver process broke the protocol at its handshake: no check can talk to it.
+                failures = take_failures()
+                self.fatal = RunEnd("driver", f"{e} (at the handshake, before any check)",
+                                    failures[0].stderr_tail if failures else "")
+                config.hook.pytest_deselected(items=list(items))
+                items[:] = []
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -513,7 +564,14 @@ class _Session:
         if item.nodeid not in self.requirements:
             return report
         excinfo = call.excinfo
-        if excinfo is not None and isinstance(excinfo.value, CheckTimeout | DriverHung | InfrastructureError):
+        failures = take_failures()
+        if failures and self.fatal is None:
+            # A driver process broke the protocol (in this phase, or in a thread of this check): the suite can
+            # no longer talk to the driver, so the run ends here, saying so (verdict ERROR).
+            self.fatal = RunEnd("driver", failures[0].during(item.nodeid), failures[0].stderr_tail)
+            report.outcome = "failed"
+        if excinfo is not None and isinstance(excinfo.value, CheckTimeout | DriverHung | InfrastructureError |
+                                              DriverProcessError):
             # The message says where it hung; a traceback through the signal handler would say less.
             report.user_properties.append((ERROR_KEY, str(excinfo.value)))
             report.longrepr = f"{type(excinfo.value).__name__}: {excinfo.value}"
@@ -527,7 +585,7 @@ class _Session:
         if self.fatal is not None and report.failed and not self.fatal_reported:
             self.fatal_reported = True
             report.user_properties.append((FATAL_KEY, json.dumps(asdict(self.fatal))))
-            tail = f"\nthe fake vCenter's last log lines:\n{self.fatal.log_tail}" if self.fatal.log_tail else ""
+            tail = f"\n{log_tail_title(self.fatal)}:\n{self.fatal.log_tail}" if self.fatal.log_tail else ""
             report.longrepr = self.fatal.reason + tail  # one line (and the log), not 2,000 lines of fallout
             item.session.shouldstop = self.fatal.reason
         self._leaks(item, report)
@@ -678,12 +736,11 @@ class _Session:
         if session.config.option.collectonly or not (self.results or self.report_dir or self.collected):
             return
         cls = self.driver_class
-        if cls is None:
-            with contextlib.suppress(DriverLoadError):
-                cls = load_driver_class(setting(session.config, "--driver") or REFERENCE_DRIVER)
-        driver = ({"class": f"{cls.__module__}:{cls.__qualname__}",
-                   "version": str(getattr(cls, "version", "unknown")),
-                   "capabilities": dict(getattr(cls, "capabilities", {}) or {})} if cls else {})
+        if cls is None and (self.fatal is None or self.fatal.kind != "driver"):
+            with contextlib.suppress(DriverLoadError, DriverProcessError):
+                cls = load_driver(session.config)
+            take_failures()  # a handshake that failed here says nothing the run has not said
+        driver = driver_description(cls) if cls else {}
         self.report = build_report(self.results.values(), versions=self.versions(), driver=driver,
                                    environment=self.environment, reproduce=self.reproduce(),
                                    expected=self.expected(), certify=self.certify, ended=self.ended(session),
@@ -828,6 +885,7 @@ def pytest_configure(config: pytest.Config) -> None:
         except ReportDirError as e:
             raise pytest.UsageError(f"vcconform: {e}") from None
         try:
+            refuse_empty_command(config.getoption(_BY_FLAG["--driver-command"].key))
             check_settings(get, requirements=config.getoption("vcconform_requirement"))
             refusal = certify_refusal(config) if certify else None
         except SettingError as e:

@@ -8,8 +8,9 @@ A verdict never claims more than was proven. Four verdicts, each with its exit s
   capability is broken;
 - INCOMPLETE (2; 4 when the run could not start because of a bad input): the run was interrupted, or a
   certification did not run every check of the catalogue;
-- ERROR (3): the infrastructure failed (the fake vCenter died or stopped answering) or the suite itself
-  crashed; nothing is said about the driver.
+- ERROR (3): the infrastructure failed (the fake vCenter died or stopped answering), the suite itself
+  crashed, or a driver process (``--driver-command``) broke the protocol (it exited, hung or wrote what is
+  not a protocol message): the suite could not talk to the driver, so nothing is said about its conformance.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from conformance.masking import scrub
 from conformance.requirements import AREAS, MANDATORY, PROFILES, REQUIREMENTS, level_in
 
 __all__ = ["CONFORMANT", "ERROR", "EXIT_CODES", "INCOMPLETE", "NONCONFORMANT", "CheckResult", "ReportDirError",
-           "RunEnd", "build_report", "check_key", "efficiency_html", "exit_code", "prepare_report_dir",
-           "render_html", "summary_lines", "write_html", "write_json"]
+           "RunEnd", "build_report", "check_key", "efficiency_html", "exit_code", "log_tail_title",
+           "prepare_report_dir", "render_html", "summary_lines", "write_html", "write_json"]
 
 CONFORMANT = "CONFORMANT"
 NONCONFORMANT = "NONCONFORMANT"
@@ -44,7 +45,7 @@ USAGE_EXIT_CODE = 4
 REPORT_SCHEMA = 3
 #: Files a run writes into its report dir; all are removed (or replaced) when a run starts.
 REPORT_FILES = ("report.json", "report.html", "junit.xml")
-KEPT_LOG_GLOBS = ("simulator-*.log",)
+KEPT_LOG_GLOBS = ("simulator-*.log", "driver-stderr*.log")
 
 
 @dataclass
@@ -63,9 +64,16 @@ class CheckResult:
 class RunEnd:
     """How a run ended when it did not run its checks to the end."""
 
-    kind: str  # "interrupted", "usage" (could not start: bad input), "infrastructure" or "crash" (the suite's)
+    #: "interrupted", "usage" (could not start: bad input), "infrastructure", "crash" (the suite's) or "driver"
+    #: (a driver process broke the protocol)
+    kind: str
     reason: str  # one line
-    log_tail: str = ""  # the simulator's last words, for "infrastructure"
+    log_tail: str = ""  # the simulator's last words ("infrastructure"), or the driver process's ("driver")
+
+
+def log_tail_title(end: RunEnd) -> str:
+    """Whose last words ``end.log_tail`` holds."""
+    return "the driver process's last stderr lines" if end.kind == "driver" else "the fake vCenter's last log lines"
 
 
 def check_key(nodeid: str) -> str:
@@ -190,7 +198,7 @@ def _verdict(statuses: dict[str, str], declared: set[str], profile: str, *, ende
     if not_run:
         not_run_reason.append(f"{len(not_run)} mandatory requirement{'s' if len(not_run) > 1 else ''} not run"
                               + (f" ({', '.join(not_run)})" if len(not_run) <= 3 else ""))
-    if ended is not None and ended.kind in ("infrastructure", "crash"):
+    if ended is not None and ended.kind in ("infrastructure", "crash", "driver"):
         verdict = ERROR
         reasons = [ended.reason] + ([f"{len(not_run_checks)} checks did not run"] if not_run_checks else [])
     elif ended is not None:  # what ran before the end is worth knowing; what did not run, only if some did
@@ -291,7 +299,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append("vCenter bytes per full refresh: " + ", ".join(f"N={n}: {c:,}" for n, c in eff.items()))
     ended = report.get("ended") or {}
     if ended.get("log_tail"):
-        lines.append("the fake vCenter's last log lines:")
+        lines.append(log_tail_title(RunEnd(**ended)) + ":")
         lines += ["  " + line for line in ended["log_tail"].splitlines()]
 
     def said(v: dict[str, Any]) -> str:
@@ -338,7 +346,7 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append("</table>")
     ended = report.get("ended") or {}
     if ended.get("log_tail"):
-        parts.append(f"<h2>The fake vCenter's last log lines</h2><pre>{e(ended['log_tail'])}</pre>")
+        parts.append(f"<h2>{e(log_tail_title(RunEnd(**ended)).capitalize())}</h2><pre>{e(ended['log_tail'])}</pre>")
     drv = report.get("driver", {})
     parts.append("<h2>Versions</h2><table>")
     facts = {"driver": f"{drv.get('class', '?')} {drv.get('version', '')}",

@@ -140,13 +140,25 @@ def test_how_the_run_ended_decides_before_the_checks() -> None:
     assert {v: exit_code(v) for v in EXIT_CODES} == {CONFORMANT: 0, NONCONFORMANT: 1, INCOMPLETE: 2, ERROR: 3}
 
 
+def test_a_driver_process_that_broke_the_protocol_is_an_error_that_blames_no_requirement() -> None:
+    results = results_for(catalogue())
+    results[0].outcome = "error"
+    broken = RunEnd("driver", "driver process x (pid 7) exited with status 2 while answering spawn during test_x",
+                    "panic: nil map")
+    r = build_report(results, versions={}, driver={}, environment={}, expected=catalogue(), ended=broken)
+    assert r["verdict"] == ERROR and r["reasons"] == [broken.reason] and r["exit_code"] == 3
+    assert "the driver process's last stderr lines:" in summary_lines(r) and "  panic: nil map" in summary_lines(r)
+    assert "The driver process&#x27;s last stderr lines" in render_html(r)
+
+
 def test_check_keys_ignore_folders_and_parameters() -> None:
     assert check_key("conformance/checks/test_nodes.py::test_a[x-1]") == "test_nodes.py::test_a"
     assert check_key("test_nodes.py::test_a") == "test_nodes.py::test_a"
 
 
 def test_a_new_run_leaves_nothing_of_the_last_one(tmp_path: Path) -> None:
-    for name in ("report.json", "report.html", "junit.xml", "simulator-standard.log", "simulator-trace-x.log"):
+    for name in ("report.json", "report.html", "junit.xml", "simulator-standard.log", "simulator-trace-x.log",
+                 "driver-stderr.log", "driver-stderr-gw1.log"):
         (tmp_path / name).write_text("CONFORMANT")
     elsewhere = tmp_path / "elsewhere.xml"
     elsewhere.write_text("old")
