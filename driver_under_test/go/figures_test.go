@@ -44,20 +44,20 @@ func TestFiguresCountSchedulableHostsAndUsableDatastores(t *testing.T) {
 		host("h4", 32, 256*gib, 9999, "notResponding", false), // not connected: not offered
 	}, Datastores: []*object{
 		datastore("ds1", "nfs-a", 1000*gib+7, 400*gib, true, "normal"),
-		datastore("ds2", "nfs-b", 500*gib, 100*gib, true, ""),
+		datastore("ds2", "nfs-b", 500*gib, 100*gib+gib/2, true, ""),                // free not whole GiB: floored, never overstated
 		datastore("ds3", "nfs-c", 9000*gib, 9000*gib, false, ""),                   // inaccessible
 		datastore("ds4", "nfs-d", 9000*gib, 9000*gib, true, "enteringMaintenance"), // entering maintenance
 	}}
 	r := testDriver(Config{}, Mutants{}).resources(n)
 	want := Resources{VCPUs: 24, MemoryMB: (64*gib + odd) / mib, LocalGB: (1500*gib + 7) / gib, MemoryMBUsed: 1500,
-		LocalGBUsed: (1500*gib + 7 - 500*gib) / gib, HypervisorVersion: 6005000}
+		LocalGBUsed: (1500*gib+7)/gib - (500*gib+gib/2)/gib, HypervisorVersion: 6005000}
 	if r.VCPUs != want.VCPUs || r.MemoryMB != want.MemoryMB || r.LocalGB != want.LocalGB ||
 		r.MemoryMBUsed != want.MemoryMBUsed || r.LocalGBUsed != want.LocalGBUsed || r.VCPUsUsed != 0 ||
 		r.HypervisorVersion != want.HypervisorVersion || r.HypervisorHostname != n.Name {
 		t.Errorf("figures %+v; want %+v", r, want)
 	}
 	inv := r.Inventory
-	if inv["VCPU"].MaxUnit != 16 || inv["MEMORY_MB"].MaxUnit != 64*1024 || inv["DISK_GB"].MaxUnit != 1000 ||
+	if inv["VCPU"].MaxUnit != 16 || inv["MEMORY_MB"].MaxUnit != 64*1024 || inv["DISK_GB"].MaxUnit != 400 ||
 		inv["VCPU"].AllocationRatio != 4.0 || inv["DISK_GB"].Total != r.LocalGB {
 		t.Errorf("inventory %+v", inv)
 	}

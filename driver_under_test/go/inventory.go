@@ -373,15 +373,15 @@ func (d *Driver) resources(n *Node) *Resources {
 	}
 	var capacity, free, maxDisk int64
 	for _, ds := range d.usableDatastores(n) {
-		c := integer(ds.props["summary.capacity"])
-		capacity += c
-		free += integer(ds.props["summary.freeSpace"])
-		maxDisk = max(maxDisk, c/gib)
+		f := integer(ds.props["summary.freeSpace"])
+		capacity += integer(ds.props["summary.capacity"])
+		free += f
+		maxDisk = max(maxDisk, f/gib) // a disk must fit in one datastore's free space (RES-06)
 	}
 	return &Resources{
 		VCPUs: vcpus, MemoryMB: memory / mib, LocalGB: capacity / gib,
-		VCPUsUsed:    0, // as Nova's driver: the resource tracker counts its instances' vCPUs itself
-		MemoryMBUsed: used, LocalGBUsed: (capacity - free) / gib,
+		VCPUsUsed:    0,                                          // as Nova's driver: the resource tracker counts its instances' vCPUs itself
+		MemoryMBUsed: used, LocalGBUsed: capacity/gib - free/gib, // free space never overstated
 		HypervisorType: "VMware vCenter Server", HypervisorVersion: d.version, HypervisorHostname: n.Name,
 		CPUInfo: "",
 		Inventory: map[string]InventoryRecord{
