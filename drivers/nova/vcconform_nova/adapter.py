@@ -7,6 +7,8 @@ as a service of its own. The adapter translates and never fixes:
 
 - configuration: each configured cluster becomes a ``cluster_name`` (the last element of an inventory path;
   a moref is passed as it is, since Nova names clusters only by display name), ``datastore_regex`` as it is;
+  ``resource_pool`` nowhere: Nova has no option for one and spawns into the cluster's root pool (a warning
+  says so; the checks show what an operator gets);
 - calls: ``get_available_nodes`` asks every driver (Nova answers from memory), ``get_available_resource``
   asks the driver that owns the node (Nova reads vCenter there) and, for the placement inventory, calls
   ``update_provider_tree`` as the resource tracker does; ``spawn`` boots without an image (Nova creates the
@@ -230,6 +232,9 @@ class NovaDriver(ComputeDriver):
     def __init__(self, config: DriverConfig) -> None:
         super().__init__(config)
         check_cluster_count(config.clusters)
+        if config.resource_pool is not None:
+            LOG.warning("resource_pool %r: Nova has no option for a resource pool; its VMs go to each "
+                        "cluster's root resource pool", config.resource_pool)
         u = urllib.parse.urlsplit(config.url)
         if u.scheme != "https" or not u.hostname:
             raise DriverError(f"vCenter URL {config.url!r}: expected https://host[:port]/sdk")
