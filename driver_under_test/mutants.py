@@ -727,8 +727,8 @@ class RoundsEachHostMemoryUp(Peeks):
     is not whole MiB that no VM can have (flooring each host, as Nova does, is right; see
     conformance.oracle.figure_mismatch)."""
 
-    targets = ("RES-01",)
-    proves = ("test_node_figures_on_the_heterogeneous_topology",)
+    targets = ("RES-01", "RES-03")
+    proves = ("test_node_figures_on_the_heterogeneous_topology", "test_figures_follow_host_changes")
 
     def get_available_resource(self, nodename: str) -> Resources:
         res = super().get_available_resource(nodename)
@@ -755,16 +755,17 @@ class MaxUnitOverAllHosts(Peeks):
 
 
 class MaxUnitOverAllDatastores(Peeks):
-    """Takes DISK_GB max_unit from the cluster's largest datastore, usable or not."""
+    """Takes DISK_GB max_unit from the most free space on any datastore of the cluster, usable or not."""
 
     targets = ("RES-06",)
-    proves = ("test_placement_inventory_on_the_heterogeneous_topology",)
+    proves = ("test_placement_inventory_on_the_heterogeneous_topology",
+              "test_placement_inventory_without_usable_datastore")
 
     def get_available_resource(self, nodename: str) -> Resources:
         res = super().get_available_resource(nodename)
         _, cluster = self._cluster(nodename)
         if cluster.datastores and "inventory" in res:
-            res["inventory"]["DISK_GB"]["max_unit"] = max(d.capacity // GIB for d in cluster.datastores)
+            res["inventory"]["DISK_GB"]["max_unit"] = max(d.free // GIB for d in cluster.datastores)
         return res
 
 

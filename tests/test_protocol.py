@@ -176,7 +176,7 @@ def test_a_broken_protocol_is_one_line_and_a_dead_process(script: dict[str, Any]
         d.get_available_nodes(refresh=True)
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith(f"driver process python (pid {d._process.pid}) ")
+    assert message.startswith(f"driver process {Path(sys.executable).name} (pid {d._process.pid}) ")
     assert says in message, message
     assert d._process.proc.poll() is not None, "the broken process was left running"
     assert time.monotonic() - started < 10

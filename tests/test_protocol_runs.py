@@ -16,6 +16,9 @@ import pytest
 
 from tests.test_run_integrity import Run, vcconform
 
+#: How the suite names the driver processes these tests start (python or python3, as the venv has it).
+PROGRAM = Path(sys.executable).name
+
 
 def faulty(fault: str, method: str) -> str:
     return shlex.join([sys.executable, "-m", "tests.protocol_faults", fault, method])
@@ -46,7 +49,7 @@ def assert_protocol_error(run: Run, says: str, check: str) -> None:
     assert run.code == report["exit_code"] == 3, run.out[-2000:]
     assert report["verdict"] == "ERROR" and report["ended"]["kind"] == "driver"
     reason = report["reasons"][0]
-    assert reason.startswith("driver process python (pid ") and says in reason, reason
+    assert reason.startswith(f"driver process {PROGRAM} (pid ") and says in reason, reason
     assert f" during {check}" in reason or f" during conformance/checks/{check}" in reason, reason
     assert "\n" not in reason
     broken = run.checks()
@@ -91,7 +94,8 @@ def test_a_driver_that_fails_its_handshake_runs_no_check(tmp_path: Path) -> None
     report = run.report
     assert run.code == 3 and report["verdict"] == "ERROR" and report["ended"]["kind"] == "driver"
     # It may exit before or after the handshake is sent: the line says which.
-    assert re.fullmatch(r"driver process python \(pid \d+\) exited with status 7 (while answering initialize|"
-                        r"before it was asked anything); its last stderr line: libfoo.so: not found \(at the "
-                        r"handshake, before any check\)", report["reasons"][0]), report["reasons"][0]
+    reason = report["reasons"][0]
+    assert re.fullmatch(rf"driver process {re.escape(PROGRAM)} \(pid \d+\) exited with status 7 "
+                        r"(while answering initialize|before it was asked anything); its last stderr line: "
+                        r"libfoo.so: not found \(at the handshake, before any check\)", reason), reason
     assert report["checks"] == [] and report["not_run"]
