@@ -50,14 +50,18 @@ type propertyCollector struct {
 
 	w *world // set when the instance first serves a call (extensions.adoptCollector)
 
-	mu       sync.Mutex
-	filters  []*propertyFilter
-	changed  map[types.ManagedObjectReference]map[string]bool // property names changed since the last computation
-	dirty    bool                                             // something changed: membership may differ
-	signal   chan struct{}                                    // a change arrived (buffered, 1)
-	canceled chan struct{}                                    // closed by CancelWaitForUpdates; then replaced
-	version  int64
-	pending  *types.UpdateSet // the rest of a truncated answer
+	mu      sync.Mutex
+	filters []*propertyFilter
+	changed map[types.ManagedObjectReference]map[string]bool // property names changed since the last computation
+	dirty   bool                                             // something changed: an answer may be due
+	// structural: an object came or went (or changed in ways not named), so
+	// every filter's membership is computed again; property changes alone
+	// recompute it only when a traversal follows a changed property.
+	structural bool
+	signal     chan struct{} // a change arrived (buffered, 1)
+	canceled   chan struct{} // closed by CancelWaitForUpdates; then replaced
+	version    int64
+	pending    *types.UpdateSet // the rest of a truncated answer
 
 	compute sync.Mutex // one update computation at a time (it owns the filters' refs)
 }
@@ -237,7 +241,9 @@ func (pc *propertyCollector) note(ref types.ManagedObjectReference, changes []ty
 		return
 	}
 	pc.dirty = true
-	if len(changes) > 0 {
+	if len(changes) == 0 {
+		pc.structural = true
+	} else {
 		if pc.changed == nil {
 			pc.changed = map[types.ManagedObjectReference]map[string]bool{}
 		}
@@ -261,7 +267,7 @@ func (pc *propertyCollector) note(ref types.ManagedObjectReference, changes []ty
 // touch makes the next wait compute (a filter came).
 func (pc *propertyCollector) touch() {
 	pc.mu.Lock()
-	pc.dirty = true
+	pc.dirty, pc.structural = true, true
 	sig := pc.signalLocked()
 	pc.mu.Unlock()
 	select {
@@ -415,15 +421,15 @@ func (pc *propertyCollector) next(ctx *simulator.Context, initial bool, limit in
 		pc.mu.Unlock()
 		return pc.page(set, limit), nil
 	}
-	changed, dirty := pc.changed, pc.dirty
-	pc.changed, pc.dirty = nil, false
+	changed, dirty, structural := pc.changed, pc.dirty, pc.structural
+	pc.changed, pc.dirty, pc.structural = nil, false, false
 	filters := slices.Clone(pc.filters)
 	pc.mu.Unlock()
 
 	set := &types.UpdateSet{}
 	if dirty || initial {
 		for _, f := range filters {
-			fu, fault := f.updates(ctx, initial, changed)
+			fu, fault := f.updates(ctx, initial, structural, changed)
 			if fault != nil {
 				return nil, fault
 			}
@@ -473,15 +479,23 @@ func (pc *propertyCollector) page(set *types.UpdateSet, limit int) *types.Update
 // came into reach (enter, with every property the spec names), changed
 // properties of the others (modify, values read now), and objects that went
 // out of reach (leave). initial starts over: everything in reach enters.
-func (f *propertyFilter) updates(ctx *simulator.Context, initial bool,
+// Membership is computed again (a traversal of the inventory, the costly
+// part at thousands of objects) unless only properties changed and no
+// traversal follows any of them: then what is in reach is what was.
+func (f *propertyFilter) updates(ctx *simulator.Context, initial, structural bool,
 	changed map[types.ManagedObjectReference]map[string]bool) (types.PropertyFilterUpdate, types.BaseMethodFault) {
 	fu := types.PropertyFilterUpdate{Filter: f.Self}
 	if initial {
 		f.refs, f.sent = map[types.ManagedObjectReference]bool{}, nil
 	}
-	reach, fault := members(ctx, f.Spec)
-	if fault != nil {
-		return fu, fault
+	var reach []types.ManagedObjectReference
+	if !initial && !structural && f.refs != nil && !traverses(f.Spec, changed) {
+		reach = slices.Clone(f.sent)
+	} else {
+		var fault types.BaseMethodFault
+		if reach, fault = members(ctx, f.Spec); fault != nil {
+			return fu, fault
+		}
 	}
 	inReach := make(map[types.ManagedObjectReference]bool, len(reach))
 	var enter, modify []types.ManagedObjectReference
@@ -606,6 +620,34 @@ func (f *propertyFilter) affected(ctx *simulator.Context, ref types.ManagedObjec
 	}
 	slices.Sort(out)
 	return out
+}
+
+// traverses tells whether a traversal of the spec follows a property that
+// changed (so what the filter reaches may differ).
+func traverses(spec types.PropertyFilterSpec, changed map[types.ManagedObjectReference]map[string]bool) bool {
+	var paths []string
+	var walk func([]types.BaseSelectionSpec)
+	walk = func(sel []types.BaseSelectionSpec) {
+		for _, s := range sel {
+			if ts, ok := s.(*types.TraversalSpec); ok && ts != nil {
+				paths = append(paths, ts.Path)
+				walk(ts.SelectSet)
+			}
+		}
+	}
+	for _, o := range spec.ObjectSet {
+		walk(o.SelectSet)
+	}
+	for _, names := range changed {
+		for n := range names {
+			for _, p := range paths {
+				if related(p, n) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // related tells whether two property paths name the same property or one
