@@ -27,11 +27,7 @@ func loadOrCreateCert(certFile, keyFile string) (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	key, serial, err := newKeyAndSerial()
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -72,4 +68,17 @@ func writePEM(path, kind string, der []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// newKeyAndSerial is a fresh P-256 key and a random serial number for a certificate.
+func newKeyAndSerial() (*ecdsa.PrivateKey, *big.Int, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, serial, nil
 }
